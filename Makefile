@@ -1,0 +1,59 @@
+# flare-study: `make help` lists the targets. Variables: PROFILE (smoke|quick|full), DATA (phantom|real|flare24).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FLARELIB := $(VENV)/bin/flarelib
+PROFILE ?= quick
+DATA ?= phantom
+RUNS ?=
+TORCH_PIN := torch==2.13.0
+
+.PHONY: help setup test smoke reproduce report lab bench lint format clean
+
+help: ## list the targets
+	@echo "flare-study: make TARGET [PROFILE=smoke|quick|full] [DATA=phantom|real|flare24]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv: pinned CPU torch first, then flarelib[dev], and a Jupyter kernel
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install --disable-pip-version-check -q "$(TORCH_PIN)"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name flare-study --display-name "flare-study"
+	$(PY) -c "import torch, flarelib; print('torch', torch.__version__, '| flarelib', flarelib.__version__)"
+	touch $@
+
+test: setup ## fast tests (minutes, tiny volumes); real-data tests run when ../shared/data exists
+	$(PY) -m pytest -q -m "not slow"
+
+smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom and real data
+	$(FLARELIB) run 00_data --profile smoke --data phantom
+	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) run 00_data --profile smoke --data real; \
+	else echo "real data not found (../shared/data or FLARE_DATA): real-data smoke skipped"; fi
+	$(PY) -m pytest -q -m slow
+
+reproduce: setup ## every stage notebook for every run in params/runs (PROFILE, DATA)
+	$(FLARELIB) reproduce --profile $(PROFILE) --data $(DATA) $(if $(RUNS),--runs $(RUNS),)
+
+report: setup ## list the HTML reports rendered under outputs/ (each stage renders its own)
+	@find outputs -name '*.html' -newer pyproject.toml | sort || true
+
+lab: setup ## open the notebooks in JupyterLab (jupytext opens the .py files as notebooks)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup ## run the benchmarks in benchmarks/ one at a time; results in benchmarks/RESULTS.md
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: setup ## ruff check
+	$(VENV)/bin/ruff check .
+
+format: setup ## ruff format
+	$(VENV)/bin/ruff format .
+
+clean: ## remove products (outputs/, generated data/); keeps .venv
+	rm -rf outputs/*/ data/phantom .pytest_cache .ruff_cache

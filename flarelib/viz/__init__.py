@@ -1,0 +1,1 @@
+"""Figures (static, headless-safe) and widgets (ipywidgets, imported lazily)."""

@@ -1,0 +1,100 @@
+"""Static figures (matplotlib, Agg-safe): slices with label overlays.
+
+Images are (z, y, x) arrays; slices are shown in radiological convention as stored in LPS
+(array x to the right of the screen = patient left after ``reorient_to_lps``; y down = posterior).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from flarelib.labels import NUM_CLASSES, SHORT_NAMES  # noqa: E402
+
+#: One colour per FLARE id (0 transparent), fixed so every figure agrees.
+LABEL_COLOURS = np.array([
+    (0, 0, 0, 0), (0.86, 0.37, 0.34, 1), (0.99, 0.80, 0.18, 1), (0.36, 0.72, 0.36, 1),
+    (0.94, 0.60, 0.85, 1), (0.90, 0.10, 0.10, 1), (0.25, 0.45, 0.95, 1), (0.60, 0.95, 0.95, 1),
+    (0.10, 0.80, 0.80, 1), (0.45, 0.85, 0.20, 1), (0.80, 0.55, 0.20, 1), (0.65, 0.40, 0.90, 1),
+    (0.95, 0.75, 0.55, 1), (1.00, 0.55, 0.10, 1),
+])
+LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="flare", N=NUM_CLASSES)
+
+
+def display_range(image: np.ndarray, modality: str = "MR") -> tuple[float, float]:
+    """Grey-level range: CT window 40/400 HU; MR 1st-99th percentile of non-zero voxels."""
+    if modality.upper() == "CT":
+        return -160.0, 240.0
+    values = image[image > 0] if np.any(image > 0) else image.ravel()
+    lo, hi = np.percentile(values, [1, 99])
+    return float(lo), float(hi if hi > lo else lo + 1)
+
+
+def show_slice(ax, image2d: np.ndarray, label2d: np.ndarray | None = None, *, vrange=(None, None),
+               aspect: float = 1.0, contours: bool = False, alpha: float = 0.45, title: str | None = None):
+    """Draw one (y, x) slice with an optional label overlay (filled or contours)."""
+    ax.imshow(image2d, cmap="gray", vmin=vrange[0], vmax=vrange[1], aspect=aspect, interpolation="nearest")
+    if label2d is not None and np.any(label2d):
+        if contours:
+            for organ in np.unique(label2d[label2d > 0]):
+                ax.contour(label2d == organ, levels=[0.5], colors=[LABEL_COLOURS[int(organ)]], linewidths=0.8)
+        else:
+            ax.imshow(np.ma.masked_equal(label2d, 0), cmap=LABEL_CMAP, vmin=0, vmax=NUM_CLASSES - 1,
+                      alpha=alpha, aspect=aspect, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax
+
+
+def pick_slices(label: np.ndarray | None, n: int, depth: int) -> list[int]:
+    """``n`` z indices spread over the labelled range (or the whole volume when unlabelled)."""
+    if label is not None and np.any(label):
+        zs = np.flatnonzero(label.reshape(label.shape[0], -1).any(axis=1))
+        lo, hi = int(zs[0]), int(zs[-1])
+    else:
+        lo, hi = 0, depth - 1
+    return sorted({int(round(v)) for v in np.linspace(lo, hi, n + 2)[1:-1]})
+
+
+def case_slices_figure(cases: Sequence[tuple[str, np.ndarray, np.ndarray | None, tuple, str]],
+                       n_slices: int = 3, out_png: str | Path | None = None):
+    """A grid: one row per case ``(title, image, label, spacing_zyx, modality)``, ``n_slices`` axial cuts.
+
+    Returns the matplotlib Figure; writes a PNG when ``out_png`` is given.
+    """
+    fig, axes = plt.subplots(len(cases), n_slices, figsize=(2.6 * n_slices, 2.6 * len(cases)), squeeze=False)
+    for row, (title, image, label, spacing_zyx, modality) in enumerate(cases):
+        vr = display_range(image, modality)
+        aspect = spacing_zyx[1] / spacing_zyx[2]
+        for col, z in enumerate(pick_slices(label, n_slices, image.shape[0])):
+            show_slice(axes[row, col], image[z], None if label is None else label[z], vrange=vr, aspect=aspect,
+                       title=f"{title}  z={z}")
+    present = sorted({int(v) for _, _, lab, _, _ in cases if lab is not None for v in np.unique(lab) if v})
+    if present:
+        handles = [plt.Rectangle((0, 0), 1, 1, color=LABEL_COLOURS[i]) for i in present]
+        fig.legend(handles, [SHORT_NAMES[i] for i in present], loc="lower center", ncol=min(7, len(present)),
+                   fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    if out_png is not None:
+        save_figure(fig, out_png)
+    return fig
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save a figure atomically (temp file + rename) as PNG."""
+    import io
+
+    from flarelib.paths import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write_bytes(Path(path), buf.getvalue())
