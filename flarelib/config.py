@@ -121,13 +121,19 @@ class RegistrationParams:
 
 @dataclasses.dataclass(frozen=True)
 class UNetParams:
-    """3D U-Net of the paper's Fig. 3 (33.89 M parameters at this width)."""
+    """3D U-Net of the paper's Fig. 3: 33.89 M parameters at this width with ``block_style: paper``.
+
+    ``paper``: a separate down-sampling conv (kernel = stride = pool) + norm + LeakyReLU before each
+    stage's two 3x3x3 convs, and transposed conv + norm + LeakyReLU up (the authors' net, 33.89 M);
+    ``nnunet``: the first conv of a stage is strided (nnU-Net's PlainConvUNet, 30.78 M).
+    """
 
     in_channels: int = 1
     num_classes: int = 14
     channels: tuple[int, ...] = (32, 64, 128, 256, 320, 320)
     pool_zyx: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
     deep_supervision: bool = True
+    block_style: Literal["paper", "nnunet"] = "paper"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -143,11 +143,18 @@ def run_stage(notebook: str | Path, params_file: str | Path, profile: str, data:
     seconds = time.perf_counter() - t0
     save_run_record(folder, extra={"stage": stage, "run_id": run_id, "profile": profile,
                                    "data_track": params.data.track, "params_hash": phash,
-                                   "notebook": str(nb_path.relative_to(project_root())),
+                                   "notebook": _display_path(nb_path),
                                    "seconds": round(seconds, 2)})
     atomic_write_text(folder / "DONE", json.dumps({"params_hash": phash, "seconds": round(seconds, 2)}) + "\n")
     log(f"[done] {profile}/{run_id}/{stage} in {seconds:.1f} s -> {folder}")
     return StageResult(stage, folder, "done", seconds)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
 
 
 def run_files(pattern: str = "*.yaml") -> list[Path]:

@@ -1,0 +1,105 @@
+"""flarelib.notebook_runner: papermill execution, DONE markers, skip/rerun, failures, HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flarelib import notebook_runner as nr
+from flarelib.errors import FlareInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+NOTEBOOK = '''# %% [markdown]
+# # Test stage
+
+# %% tags=["parameters"]
+params_file = "params/runs/default.yaml"
+run_id = "default"
+profile = "smoke"
+
+# %%
+import json
+from pathlib import Path
+from flarelib.config import load_stage_params
+params = load_stage_params(params_file, profile)
+assert Path(params_file).name == "params.yaml"
+print("iterations", params.train.iterations)
+{extra}
+'''
+
+
+@pytest.fixture()
+def sandbox(tmp_path, monkeypatch):
+    """Outputs go to tmp; a tiny stage notebook and a run file live in tmp."""
+    monkeypatch.setenv("FLARE_OUTPUTS", str(tmp_path / "outputs"))
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("run:\n  name: t\n")
+
+    def make(extra: str = "") -> Path:
+        nb = tmp_path / "07_test.py"
+        nb.write_text(NOTEBOOK.format(extra=extra))
+        return nb
+
+    return tmp_path, run_file, make
+
+
+def test_run_skip_rerun_and_html(sandbox):
+    tmp_path, run_file, make = sandbox
+    nb = make("Path('marker.txt').exists()")
+    logs: list[str] = []
+    first = nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append)
+    assert first.status == "done"
+    folder = tmp_path / "outputs" / "smoke" / "t" / "07_test"
+    assert first.folder == folder
+    for name in ("07_test.ipynb", "07_test.html", "params.yaml", "run.json", "DONE"):
+        assert (folder / name).is_file(), name
+    record = json.loads((folder / "run.json").read_text())
+    assert record["params_hash"] == json.loads((folder / "DONE").read_text())["params_hash"]
+    assert "torch" in record["versions"] and record["git_sha"]
+    executed = json.loads((folder / "07_test.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and "params.yaml" in "".join(injected[0]["source"])
+    assert "iterations 10" in (folder / "07_test.html").read_text()
+
+    second = nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append)
+    assert second.status == "skipped"
+    assert any("[skip]" in line for line in logs)
+
+    run_file.write_text("run:\n  name: t\ntrain:\n  iterations: 12\n")
+    third = nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append)
+    assert third.status == "done"
+    assert "iterations 12" in (folder / "07_test.html").read_text()
+
+
+def test_failure_leaves_no_done_and_keeps_notebook(sandbox):
+    tmp_path, run_file, make = sandbox
+    nb = make("raise RuntimeError('boom in stage')")
+    result = nr.run_stage(nb, run_file, "smoke", "phantom", log=lambda *_: None)
+    assert result.status == "failed"
+    assert "boom in stage" in (result.error or "")
+    assert not (result.folder / "DONE").exists()
+    assert (result.folder / "07_test.failed.ipynb").is_file()
+    assert not (result.folder / "07_test.ipynb").exists()
+
+
+def test_unknown_stage_and_missing_parameters_cell(sandbox, tmp_path):
+    with pytest.raises(FlareInputError, match="no such stage notebook"):
+        nr.find_notebook("99_nothing")
+    bare = tmp_path / "08_bare.py"
+    bare.write_text("# %%\nx = 1\n")
+    with pytest.raises(FlareInputError, match="parameters"):
+        nr.load_notebook(bare)
+
+
+def test_stage_notebooks_have_parameters_cells_with_three_literals():
+    notebooks = nr.stage_notebooks()
+    assert notebooks, "notebooks/ has no stage notebooks"
+    for path in notebooks:
+        nb = nr.load_notebook(path)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        names = [line.split("=")[0].strip() for line in cell.source.splitlines()
+                 if "=" in line and not line.lstrip().startswith("#")]
+        assert names == ["params_file", "run_id", "profile"], path.name
