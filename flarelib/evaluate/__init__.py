@@ -1,0 +1,1 @@
+"""Evaluation: FLARE24-exact DSC/NSD (:mod:`flarelib.evaluate.metrics`)."""
