@@ -143,6 +143,7 @@ class CycleGANParams:
     ngf: int = 64
     ndf: int = 64
     n_blocks: int = 9
+    n_layers: int = 3  # discriminator's stride-2 convs; each patch axis needs >= 3 * 2**n_layers voxels
     gan_loss: Literal["lsgan", "bce"] = "lsgan"
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
@@ -155,6 +156,8 @@ class CycleGANParams:
     pool_size: int = 50
     init_gain: float = 0.02
     translate_overlap: float = 0.5
+    translate_blend: Literal["gaussian", "linear"] = "gaussian"  # tile blending of translate_volume
+    target_sequence: str | None = "T1W"  # domain B: unlabelled MR of this sequence (None: all MR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,8 +186,11 @@ class TrainParams:
     amp: bool = True  # CUDA only; CPU runs fp32
     checkpoint_every: int = 1000
     validate_every: int = 5000
-    num_workers: int = 2
+    num_workers: int = 8  # full-size batches take ~1.4 s of one CPU core to build (H200 step: 0.19 s)
     threads: int = 0  # 0 = torch default
+    prefetch: int = 2  # batches prepared ahead per loader worker
+    log_every: int = 10  # iterations per flush of train_log.csv / TensorBoard
+    validation_cases: int = 0  # labelled MR validation volumes used during training (0 = all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +227,7 @@ class InferParams:
     windows_per_batch: int = 1
     weights: Literal["teacher", "student"] = "teacher"
     runtime: Literal["torch", "onnxruntime", "openvino"] = "torch"
+    pad_value: float = 0.0  # pads volumes smaller than the window (z-scored space: 0 = mean)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +242,7 @@ class PostprocessParams:
     kidney_largest: bool = True
     orientation_rules: bool = True
     spleen_margin: int = 10
+    connectivity: Literal[6, 18, 26] = 26  # connected components of the rules (cc3d)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,52 @@
+"""Training engine: one generic loop (:mod:`.loop`) and the systems it runs.
+
+* :mod:`.losses`: partial-label Dice + CE with deep supervision, softmax-MSE consistency, ramp.
+* :mod:`.augment`: nnU-Net-style augmentation (L/R mirroring swaps paired labels).
+* :mod:`.sampling`: :class:`TrainVolume`, foreground-oversampled patches, background loader.
+* :mod:`.mean_teacher`: the Mean Teacher (and supervised) system.
+* :mod:`.cyclegan`: the 3D CycleGAN system and whole-volume translation.
+* :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
+* :mod:`.cli`: ``flarelib train --params FILE --stage NAME``.
+"""
+
+from flarelib.train.augment import AugmentConfig, augment_sample, mirror
+from flarelib.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from flarelib.train.cyclegan import CycleGAN, ImagePool, translate_volume
+from flarelib.train.loop import LoopConfig, LoopResult, StepContext, TrainSystem, dice_validator, train
+from flarelib.train.losses import consistency_lambda, deep_supervision_loss, deep_supervision_weights
+from flarelib.train.mean_teacher import MeanTeacher, ema_update
+from flarelib.train.sampling import (
+    BatchLoader,
+    PatchSampler,
+    SegmentationBatches,
+    TrainVolume,
+    UnpairedBatches,
+)
+
+__all__ = [
+    "AugmentConfig",
+    "BatchLoader",
+    "CycleGAN",
+    "ImagePool",
+    "LoopConfig",
+    "LoopResult",
+    "MeanTeacher",
+    "PatchSampler",
+    "SegmentationBatches",
+    "StepContext",
+    "TrainSystem",
+    "TrainVolume",
+    "UnpairedBatches",
+    "augment_sample",
+    "consistency_lambda",
+    "deep_supervision_loss",
+    "deep_supervision_weights",
+    "dice_validator",
+    "ema_update",
+    "load_checkpoint",
+    "load_model_weights",
+    "mirror",
+    "save_checkpoint",
+    "train",
+    "translate_volume",
+]

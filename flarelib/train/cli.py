@@ -1,0 +1,522 @@
+"""``flarelib train --params FILE --stage NAME``: train one stage into ``outputs/<profile>/<run>/<stage>/``.
+
+Stages:
+
+* ``cyclegan``: CycleGAN between CT (every labelled/pseudo-labelled CT, windowed to 0..255) and
+  unlabelled MR of ``cyclegan.target_sequence`` (scaled to 0..255), both resampled to
+  ``preprocess.target_spacing_zyx``. (The translation registration of STUDY.md stage 1 is not done
+  here: the stage notebook prepares those crops.)
+* any other name (``mt_stage1``, ``baseline``, ...): the generic segmentation entry. Labelled =
+  every CT case with a label (roles ``ct_labeled``, ``ct_pseudo``); unlabelled = every MR case
+  without a label (``mr_lld``, ``mr_amos``, ``mr_unlabeled``); validation = the labelled MR
+  validation cases (``mr_val``). Volumes are resampled to ``preprocess.target_spacing_zyx`` and
+  z-scored. ``train.mode`` picks Mean Teacher or supervised. Stage-specific data assembly (fake
+  T1W, transferred pseudo-labels, anatomy filter) belongs to the stage code, which calls
+  :func:`train_segmentation` / :func:`train_cyclegan` with its own volumes.
+
+The output folder gets ``checkpoint.pt`` (resumed automatically; ``--restart`` starts over),
+``model_best.pt`` when validation ran, ``train_log.csv``, ``val_log.csv``, ``tensorboard/``,
+``params.yaml`` and ``run.json``. Under ``torchrun`` every rank loads the data; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flarelib.errors import FlareInputError
+from flarelib.train.sampling import TrainVolume
+
+LABELLED_ROLES = ("ct_labeled", "ct_pseudo")
+UNLABELLED_ROLES = ("mr_lld", "mr_amos", "mr_unlabeled")
+VALIDATION_ROLES = ("mr_val",)
+
+#: Params fields that do not change what is trained (excluded from the checkpoint's params hash).
+OPERATIONAL_TRAIN_FIELDS = (
+    "checkpoint_every",
+    "validate_every",
+    "num_workers",
+    "threads",
+    "prefetch",
+    "log_every",
+    "validation_cases",
+)
+
+
+def stage_seed(master_seed: int, stage: str) -> int:
+    """The seed of one stage, derived from the run's master seed and the stage name."""
+    ss = np.random.SeedSequence([int(master_seed) & 0xFFFFFFFF, zlib.crc32(stage.encode())])
+    return int(ss.generate_state(1)[0])
+
+
+def training_hash(params: Any, stage: str) -> str:
+    """Hash of everything that determines what a stage trains (not logging/worker settings)."""
+    from flarelib.config import params_hash, params_to_dict
+
+    d = params_to_dict(params)
+    train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
+    keep = {
+        "seed": d["run"]["seed"],
+        "data": d["data"],
+        "phantom": d["phantom"],
+        "preprocess": d["preprocess"],
+    }
+    if stage == "cyclegan":
+        keep["cyclegan"] = d["cyclegan"]
+    else:
+        keep.update(unet=d["unet"], train=train)
+    return params_hash({"stage": stage, **keep})
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def _resample(vol: Any, spacing_zyx: Sequence[float], is_label: bool) -> Any:
+    """``flarelib.preprocess.resample`` when it exists, else SimpleITK (B-spline / nearest)."""
+    try:
+        from flarelib import preprocess as pre
+
+        fn = getattr(pre, "resample", None)
+    except ImportError:
+        fn = None
+    if fn is not None:
+        return fn(vol, tuple(spacing_zyx), is_label=is_label)
+    if np.allclose(vol.spacing_zyx, spacing_zyx, rtol=0, atol=1e-6):
+        return vol
+    import SimpleITK as sitk
+
+    from flarelib.io import Volume
+
+    size = [max(1, round(n * s / t)) for n, s, t in zip(vol.shape, vol.spacing_zyx, spacing_zyx, strict=True)]
+    img = vol.to_sitk()
+    if not is_label:
+        img = sitk.Cast(img, sitk.sitkFloat32)
+    out = sitk.Resample(
+        img,
+        [int(s) for s in size[::-1]],
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if is_label else sitk.sitkBSpline,
+        vol.origin_xyz,
+        tuple(float(s) for s in spacing_zyx[::-1]),
+        tuple(float(v) for v in vol.direction.ravel()),
+        0,
+        img.GetPixelID(),
+    )
+    return Volume.from_sitk(out, vol.path)
+
+
+def zscore(arr: np.ndarray) -> np.ndarray:
+    """(x - mean) / std over the whole volume, float32 (a constant volume becomes zeros)."""
+    arr = np.asarray(arr, dtype=np.float32)
+    std = float(arr.std())
+    return ((arr - float(arr.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
+def ct_to_0_255(arr: np.ndarray, level: float, width: float) -> np.ndarray:
+    """CT window [level - width/2, level + width/2] HU scaled to 0..255 (float32)."""
+    lo = level - width / 2.0
+    return (np.clip((np.asarray(arr, np.float32) - lo) / width, 0.0, 1.0) * 255.0).astype(np.float32)
+
+
+def mr_to_0_255(
+    arr: np.ndarray, mode: str = "zscore_minmax", percentiles: Sequence[float] = (0.5, 99.5)
+) -> np.ndarray:
+    """MR scaled to 0..255: min-max (z-scoring first changes nothing), or percentile clip + min-max."""
+    a = np.asarray(arr, np.float32)
+    lo, hi = np.percentile(a, percentiles) if mode == "percentile" else (a.min(), a.max())
+    return (np.clip((a - lo) / max(float(hi - lo), 1e-6), 0, 1) * 255.0).astype(np.float32)
+
+
+def load_train_volume(
+    case: Any, spacing_zyx: Sequence[float], intensity: str = "zscore", preprocess: Any = None
+) -> TrainVolume:
+    """Read a layout ``Case`` into a :class:`TrainVolume` at ``spacing_zyx``.
+
+    ``intensity``: ``"zscore"`` (segmentation), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
+    ``preprocess`` params section).
+    """
+    from flarelib.data.layout import load_case
+
+    image, label = load_case(case)
+    image = _resample(image, spacing_zyx, is_label=False)
+    arr = image.array
+    if intensity == "zscore":
+        arr = zscore(arr)
+    elif intensity == "ct255":
+        arr = ct_to_0_255(arr, preprocess.ct_window_level, preprocess.ct_window_width)
+    elif intensity == "mr255":
+        arr = mr_to_0_255(arr, preprocess.mr_scaling, preprocess.mr_percentiles)
+    lab = None
+    annotated = None
+    if label is not None:
+        lab = _resample(label, spacing_zyx, is_label=True).array.astype(np.uint8)
+        if lab.shape != arr.shape:
+            raise FlareInputError(
+                case.label,
+                f"resampled label {lab.shape} != image {arr.shape}",
+                "check that image and label share one grid",
+            )
+        if case.label_map is not None:
+            annotated = case.label_map.annotated_mask()
+    return TrainVolume(arr, lab, annotated, name=str(case.case_id), spacing_zyx=tuple(spacing_zyx))
+
+
+def _load_all(
+    cases: Sequence[Any], spacing, intensity, preprocess, what: str, progress: bool
+) -> list[TrainVolume]:
+    from tqdm.auto import tqdm
+
+    return [
+        load_train_volume(c, spacing, intensity, preprocess)
+        for c in tqdm(cases, desc=f"loading {what}", disable=not progress or not cases, leave=False)
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage runners (also the API the stage notebooks call with their own volumes)
+# --------------------------------------------------------------------------------------------------
+
+
+def _loop_config(
+    params: Any,
+    stage: str,
+    out_dir: Path,
+    iterations: int,
+    *,
+    restart: bool,
+    device: str | None,
+    progress: bool,
+) -> Any:
+    from flarelib.train.loop import LoopConfig
+
+    t = params.train
+    return LoopConfig(
+        stage=stage,
+        out_dir=out_dir,
+        iterations=iterations,
+        seed=stage_seed(params.run.seed, stage),
+        params_hash=training_hash(params, stage),
+        checkpoint_every=t.checkpoint_every,
+        validate_every=t.validate_every,
+        log_every=t.log_every,
+        num_workers=t.num_workers,
+        prefetch=t.prefetch,
+        threads=t.threads,
+        amp=t.amp,
+        device=device,
+        progress=progress,
+        resume=not restart,
+    )
+
+
+def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
+    """Dice on whole labelled volumes with :class:`flarelib.infer.sliding.SlidingWindowPredictor`
+    (``infer`` params, no mirroring: a training-time check), or the loop's tiled fallback."""
+    from flarelib.labels import NUM_CLASSES
+    from flarelib.models.unet import required_divisor
+    from flarelib.train.loop import dice_validator
+
+    vols = [v for v in volumes if v.label is not None]
+    if params.train.validation_cases > 0:
+        vols = vols[: params.train.validation_cases]
+    if not vols:
+        return None
+    try:
+        from flarelib.infer.sliding import SlidingWindowPredictor
+    except ImportError:
+        SlidingWindowPredictor = None
+    if SlidingWindowPredictor is None:
+        return dice_validator(vols, params.infer.window_zyx, required_divisor(params.unet.pool_zyx))
+
+    inf = params.infer
+
+    def predictor(model):
+        swp = SlidingWindowPredictor(
+            model,
+            NUM_CLASSES,
+            inf.window_zyx,
+            step=inf.step,
+            max_windows=inf.max_windows,
+            rule_fractions=inf.step_rule_fractions_zyx,
+            mirror_axes=(),
+            sigma_scale=inf.gaussian_sigma_scale,
+            windows_per_batch=inf.windows_per_batch,
+            device=next(model.parameters()).device,
+            half_precision=inf.half_precision,
+            pad_value=inf.pad_value,
+        )
+        return swp.predict_labels
+
+    return dice_validator(
+        vols, params.infer.window_zyx, required_divisor(params.unet.pool_zyx), predictor_factory=predictor
+    )
+
+
+def train_segmentation(
+    params: Any,
+    stage: str,
+    out_dir: Path,
+    labeled: Sequence[TrainVolume],
+    unlabeled: Sequence[TrainVolume],
+    validation: Sequence[TrainVolume] = (),
+    *,
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    dist_info: Any = None,
+) -> Any:
+    """Train a Mean Teacher (or supervised, ``train.mode``) U-Net on the given volumes; returns the
+    :class:`~flarelib.train.loop.LoopResult`."""
+    import torch
+
+    from flarelib.models.unet import required_divisor, unet_from_params
+    from flarelib.train.augment import AugmentConfig
+    from flarelib.train.loop import setup_distributed, train
+    from flarelib.train.mean_teacher import MeanTeacher
+    from flarelib.train.sampling import SegmentationBatches
+
+    t = params.train
+    div = required_divisor(params.unet.pool_zyx)
+    if any(p % d for p, d in zip(t.patch_zyx, div, strict=True)):
+        raise FlareInputError(
+            "train.patch_zyx",
+            f"{list(t.patch_zyx)} is not a multiple of {list(div)} (the U-Net's pooling)",
+            f"use multiples of {list(div)}",
+        )
+    if not labeled:
+        raise FlareInputError(
+            "data.subsets",
+            "no labelled volumes to train on",
+            "add a subset with role ct_labeled or ct_pseudo and labels",
+        )
+    info = dist_info or setup_distributed(device)
+    seed = stage_seed(params.run.seed, stage)
+    torch.manual_seed(seed)
+    student = unet_from_params(params.unet)
+    system = MeanTeacher(student, params=t, seed=seed, eval_weights=params.infer.weights)
+    batches = SegmentationBatches(
+        labeled,
+        unlabeled if t.mode == "mean_teacher" else None,
+        t.patch_zyx,
+        batch_labeled=t.batch_labeled,
+        batch_unlabeled=t.batch_unlabeled,
+        foreground_oversample=t.foreground_oversample,
+        augment=AugmentConfig(swap_lr_labels=t.swap_lr_labels),
+        seed=seed,
+        rank=info.rank,
+    )
+    cfg = _loop_config(
+        params,
+        stage,
+        out_dir,
+        t.iterations,
+        restart=restart,
+        device=device,
+        progress=progress and info.is_main,
+    )
+    validate = segmentation_validator(params, validation) if validation else None
+    return train(system, batches, cfg, validate, dist_info=info)
+
+
+def train_cyclegan(
+    params: Any,
+    out_dir: Path,
+    domain_a: Sequence[TrainVolume],
+    domain_b: Sequence[TrainVolume],
+    *,
+    stage: str = "cyclegan",
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    dist_info: Any = None,
+) -> Any:
+    """Train the CycleGAN (A -> B) on 0..255 volumes; returns the LoopResult."""
+    import torch
+
+    from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
+    from flarelib.train.cyclegan import CycleGAN
+    from flarelib.train.loop import setup_distributed, train
+    from flarelib.train.sampling import UnpairedBatches
+
+    c = params.cyclegan
+    if not domain_a or not domain_b:
+        raise FlareInputError(
+            "data.subsets",
+            f"CycleGAN needs volumes in both domains (A: {len(domain_a)}, B: {len(domain_b)})",
+            "check the CT subsets and cyclegan.target_sequence",
+        )
+    if any(p % 4 for p in c.patch_zyx):
+        raise FlareInputError(
+            "cyclegan.patch_zyx",
+            f"{list(c.patch_zyx)} must be multiples of 4",
+            "use multiples of 4 (two stride-2 downsamplings)",
+        )
+    min_d = 3 * 2**c.n_layers
+    if min(c.patch_zyx) < min_d:
+        raise FlareInputError(
+            "cyclegan.patch_zyx",
+            f"{list(c.patch_zyx)} is too small for a discriminator with "
+            f"n_layers={c.n_layers} (every axis needs >= {min_d})",
+            "enlarge the patch or lower cyclegan.n_layers",
+        )
+    info = dist_info or setup_distributed(device)
+    seed = stage_seed(params.run.seed, stage)
+    gen = torch.Generator().manual_seed(seed)
+    system = CycleGAN(
+        generator_from_params(c, gen),
+        generator_from_params(c, gen),
+        discriminator_from_params(c, gen),
+        discriminator_from_params(c, gen),
+        c,
+        seed=seed,
+    )
+    batches = UnpairedBatches(domain_a, domain_b, c.patch_zyx, batch_size=1, seed=seed, rank=info.rank)
+    cfg = _loop_config(
+        params,
+        stage,
+        out_dir,
+        c.epochs * c.iterations_per_epoch,
+        restart=restart,
+        device=device,
+        progress=progress and info.is_main,
+    )
+    cfg.amp = params.train.amp
+    return train(system, batches, cfg, None, dist_info=info)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def run_stage(
+    params: Any,
+    stage: str,
+    out_dir: Path | None = None,
+    *,
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> Any:
+    """Discover the data of ``params``, load it and train ``stage`` (see the module docstring)."""
+    import torch.distributed as dist
+
+    from flarelib.data.layout import discover
+    from flarelib.paths import stage_dir
+    from flarelib.repro import save_run_record
+    from flarelib.train.loop import setup_distributed
+
+    info = setup_distributed(device)
+    out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
+    if info.is_main:
+        try:
+            from flarelib.data.prepare import ensure_data
+
+            ensure_data(params)
+        except ImportError:
+            pass
+        save_run_record(out, params, extra={"stage": stage, "world_size": info.world_size})
+    if info.distributed:
+        dist.barrier()
+    subsets = discover(params)
+    cases = [c for cs in subsets.values() for c in cs]
+    spacing = params.preprocess.target_spacing_zyx
+    show = progress and info.is_main
+    if stage == "cyclegan":
+        seq = params.cyclegan.target_sequence
+        a_cases = [c for c in cases if c.role in LABELLED_ROLES]
+        b_cases = [
+            c
+            for c in cases
+            if c.role in UNLABELLED_ROLES and c.label is None and (seq is None or c.sequence == seq)
+        ]
+        a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
+        b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+        return train_cyclegan(
+            params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
+        )
+    labeled = _load_all(
+        [c for c in cases if c.role in LABELLED_ROLES and c.label is not None],
+        spacing,
+        "zscore",
+        None,
+        "labelled",
+        show,
+    )
+    unlabeled = []
+    if params.train.mode == "mean_teacher":
+        unlabeled = _load_all(
+            [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None],
+            spacing,
+            "zscore",
+            None,
+            "unlabelled",
+            show,
+        )
+    val_cases = [c for c in cases if c.role in VALIDATION_ROLES and c.label is not None]
+    if params.train.validation_cases > 0:
+        val_cases = val_cases[: params.train.validation_cases]
+    validation = _load_all(val_cases, spacing, "zscore", None, "validation", show)
+    return train_segmentation(
+        params,
+        stage,
+        out,
+        labeled,
+        unlabeled,
+        validation,
+        restart=restart,
+        device=device,
+        progress=progress,
+        dist_info=info,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flarelib.params_cli import params_from_args
+
+    params = params_from_args(args)
+    result = run_stage(
+        params,
+        args.stage,
+        Path(args.out) if args.out else None,
+        restart=args.restart,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    best = "" if result.best_value is None else f", best {result.best_value:.4f} at {result.best_iteration}"
+    print(
+        f"{args.stage}: {result.iteration} iterations in {result.seconds:.1f} s "
+        f"(data wait {100 * result.data_wait_fraction:.0f}%){best}; checkpoint {result.checkpoint}"
+    )
+    return 0
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``flarelib train``."""
+    from flarelib.params_cli import add_params_arguments
+
+    p = subparsers.add_parser(
+        "train",
+        help="train one stage (CycleGAN, Mean Teacher or supervised U-Net); resumes its checkpoint",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_params_arguments(p)
+    p.add_argument(
+        "--stage",
+        required=True,
+        metavar="NAME",
+        help="'cyclegan', or any other name for the segmentation entry (e.g. mt_stage1)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default outputs/<profile>/<run>/<stage>)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run)
+    return p
