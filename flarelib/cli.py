@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "flarelib.data.check",
     "flarelib.notebook_runner",
     "flarelib.train.cli",
+    "flarelib.infer.pipeline",
     "flarelib.evaluate.metrics",
     "flarelib.params_cli",
 )

@@ -1,0 +1,282 @@
+"""Sliding-window predictor: step rule, window count, Gaussian map, mirroring, MONAI agreement,
+exported runtimes. Tiny nets and volumes only."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from flarelib.errors import FlareInputError
+from flarelib.infer.sliding import (
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    SlidingWindowPredictor,
+    export_onnx,
+    gaussian_importance_map,
+    mirror_combinations,
+    plan_windows,
+    runtime_available,
+    window_slices,
+    window_steps,
+)
+from flarelib.models.unet import UNet3D
+
+TINY = {"channels": (4, 8, 16, 16), "pool_zyx": ((1, 2, 2), (2, 2, 2), (2, 2, 2)), "num_ds_heads": 2}
+
+
+def tiny_unet(num_classes: int = 3, seed: int = 0) -> UNet3D:
+    return UNet3D(num_classes=num_classes, generator=torch.Generator().manual_seed(seed), **TINY).eval()
+
+
+class PositionalNet(nn.Module):
+    """Not flip-equivariant: an asymmetric conv plus a ramp that depends on the voxel position."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        gen = torch.Generator().manual_seed(1)
+        self.conv = nn.Conv3d(1, num_classes, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=gen))
+            self.conv.bias.copy_(torch.randn(num_classes, generator=gen))
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.batch_sizes.append(x.shape[0])
+        z, y, xx = (torch.linspace(0, 1, n) for n in x.shape[2:])
+        ramp = z[:, None, None] + 2 * y[None, :, None] + 3 * xx[None, None, :] ** 2
+        return self.conv(x) + ramp * torch.arange(1, self.conv.out_channels + 1).view(1, -1, 1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gaussian_max_one_symmetric_and_sigma():
+    window = (8, 24, 40)  # sigma = window / 8 = (1, 3, 5)
+    g = gaussian_importance_map(window, 0.125).numpy().astype(np.float64)
+    assert g.shape == window and g.dtype == np.float64
+    assert g.max() == pytest.approx(1.0, abs=1e-7)
+    for axis in range(3):
+        np.testing.assert_allclose(g, np.flip(g, axis), rtol=1e-6)  # centred at (n - 1) / 2
+    # 1-D profile through the centre: exp(-d^2 / (2 sigma^2)), d = distance to (n - 1) / 2
+    for axis, n in enumerate(window):
+        sigma = n / 8
+        index = [w // 2 for w in window]
+        index[axis] = slice(None)
+        profile = g[tuple(index)]
+        d = np.arange(n) - (n - 1) / 2
+        expected = np.exp(-(d**2) / (2 * sigma**2))
+        np.testing.assert_allclose(profile / profile.max(), expected / expected.max(), rtol=1e-5)
+
+
+def test_gaussian_zeros_replaced_and_cached():
+    g = gaussian_importance_map((4, 64, 64), 0.01).numpy()  # corners underflow to 0 in float32
+    assert (g > 0).all()
+    assert np.count_nonzero(g == g.min()) > 1  # the underflowed voxels hold the smallest non-zero value
+    assert gaussian_importance_map((8, 16, 16), 0.125) is gaussian_importance_map((8, 16, 16), 0.125)
+
+
+# --------------------------------------------------------------------------------------------------
+# Windows and the step rule
+# --------------------------------------------------------------------------------------------------
+
+
+def test_window_steps_nnunet_placement():
+    steps = window_steps((80, 256, 256), (48, 160, 224))  # 3 * 3 * 2 = 18 <= 20: step 0.5
+    assert steps == [[0, 16, 32], [0, 48, 96], [0, 32]]
+    for s, size, w in zip(steps, (80, 256, 256), (48, 160, 224), strict=True):
+        assert s[0] == 0 and s[-1] == size - w
+        assert all(b - a <= w * 0.5 + 1 for a, b in itertools.pairwise(s))
+
+
+def test_step_rule_switches_to_zyx_fractions():
+    shape, window = (100, 300, 300), (48, 160, 224)
+    steps, fractions = plan_windows(shape, window, 0.5, 20, (1.0, 1.0, 0.5))
+    assert math.prod(len(s) for s in window_steps(shape, window, 0.5, 0)) == 24  # rule off: 4*3*2
+    assert fractions == (1.0, 1.0, 0.5)
+    assert steps == [[0, 26, 52], [0, 140], [0, 76]]
+    assert math.prod(len(s) for s in steps) == 12
+    # the other reading of the tuple, (0.5, 1, 1) in (z, y, x), gives other windows
+    other, _ = plan_windows(shape, window, 0.5, 20, (0.5, 1.0, 1.0))
+    assert other == [[0, 17, 35, 52], [0, 140], [0, 76]]
+    # exactly max_windows windows: the rule does not apply
+    steps20, fr20 = plan_windows(shape, window, 0.5, 24, (1.0, 1.0, 0.5))
+    assert fr20 == (0.5, 0.5, 0.5) and math.prod(len(s) for s in steps20) == 24
+
+
+def test_window_count_and_small_volume():
+    assert window_steps((10, 20, 30), (16, 48, 48)) == [[0], [0], [0]]  # padded: one window
+    boxes = window_slices(window_steps((32, 80, 80), (16, 48, 48), 0.5, 0), (16, 48, 48))
+    assert len(boxes) == 3 * 3 * 3
+    with pytest.raises(FlareInputError):
+        window_steps((32, 80, 80), (16, 48, 48), step=0.0)
+
+
+def test_mirror_combinations():
+    assert mirror_combinations(()) == [()]
+    assert mirror_combinations((0, 2)) == [(), (0,), (2,), (0, 2)]
+    assert len(mirror_combinations((0, 1, 2))) == 8
+    with pytest.raises(FlareInputError):
+        mirror_combinations((0, 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictor
+# --------------------------------------------------------------------------------------------------
+
+
+def reference_loop(net, image, window, step, mirror_axes, sigma_scale=0.125):
+    """Plain per-window loop: flip, predict, flip back, average, Gaussian-weight, accumulate."""
+    x = torch.from_numpy(image)
+    steps = window_steps(image.shape, window, step, 0)
+    g = gaussian_importance_map(window, sigma_scale)
+    acc = torch.zeros((3, *image.shape))
+    wsum = torch.zeros(image.shape)
+    subsets = [c for k in range(len(mirror_axes) + 1) for c in itertools.combinations(mirror_axes, k)]
+    with torch.no_grad():
+        for z, y, xx in itertools.product(*steps):
+            box = (slice(z, z + window[0]), slice(y, y + window[1]), slice(xx, xx + window[2]))
+            win = x[box][None, None]
+            outs = []
+            for axes in subsets:
+                dims = [a + 2 for a in axes]
+                out = net(torch.flip(win, dims) if dims else win)
+                outs.append(torch.flip(out, dims) if dims else out)
+            mean = torch.stack(outs).mean(0)[0]
+            acc[(slice(None), *box)] += mean * g
+            wsum[box] += g
+    return (acc / wsum).numpy()
+
+
+@pytest.mark.parametrize("mirror_axes", [(), (0, 2), (0, 1, 2)])
+def test_mirroring_forward_count_and_flip_undone(mirror_axes):
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(12, 20, 28)).astype(np.float32)
+    window = (8, 12, 16)
+    net = PositionalNet()
+    pred = SlidingWindowPredictor(
+        net, 3, window, step=0.5, max_windows=0, mirror_axes=mirror_axes, windows_per_batch=3
+    )
+    out = pred.predict_logits(image)
+    n_windows = math.prod(len(s) for s in window_steps(image.shape, window, 0.5, 0))
+    assert pred.last_num_windows == n_windows
+    n_batches = math.ceil(n_windows / 3)
+    assert net.calls == pred.last_forward_passes == n_batches * 2 ** len(mirror_axes)
+    assert max(net.batch_sizes) == 3
+    ref = reference_loop(PositionalNet(), image, window, 0.5, mirror_axes)
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_mirroring_matters_for_non_equivariant_net():
+    image = np.random.default_rng(1).normal(size=(8, 12, 16)).astype(np.float32)
+    plain = SlidingWindowPredictor(PositionalNet(), 3, (8, 12, 16), mirror_axes=()).predict_logits(image)
+    tta = SlidingWindowPredictor(PositionalNet(), 3, (8, 12, 16), mirror_axes=(0, 2)).predict_logits(image)
+    assert np.abs(plain - tta).max() > 1e-2
+
+
+def test_small_volume_padded_and_cropped():
+    image = np.random.default_rng(2).normal(size=(5, 9, 30)).astype(np.float32)
+    window = (8, 12, 16)
+    pred = SlidingWindowPredictor(PositionalNet(), 3, window, mirror_axes=(), max_windows=0)
+    out = pred.predict_logits(image)
+    assert out.shape == (3, 5, 9, 30)
+    padded = np.zeros((8, 12, 30), np.float32)
+    padded[1:6, 1:10] = image  # symmetric: before = missing // 2
+    ref = reference_loop(PositionalNet(), padded, window, 0.5, ())
+    np.testing.assert_allclose(out, ref[:, 1:6, 1:10], atol=1e-5)
+    labels = pred.predict_labels(image)
+    assert labels.dtype == np.uint8 and labels.shape == (5, 9, 30)
+    np.testing.assert_array_equal(labels, out.argmax(0))
+
+
+def test_probabilities_and_cpu_precision():
+    image = np.random.default_rng(3).normal(size=(16, 48, 48)).astype(np.float32)
+    pred = SlidingWindowPredictor(tiny_unet(), 3, (16, 48, 48), mirror_axes=(), half_precision=True)
+    assert pred.half_precision is False  # CPU: always fp32
+    probs = pred.predict_logits(image, probabilities=True)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_window_must_fit_the_network():
+    with pytest.raises(FlareInputError, match="divisor"):
+        SlidingWindowPredictor(tiny_unet(), 3, (10, 48, 48))
+
+
+def test_agrees_with_monai_sliding_window_inference():
+    monai_utils = pytest.importorskip("monai.inferers.utils", reason="MONAI not installed")
+    net = tiny_unet(num_classes=4)
+    window = (8, 16, 16)
+    # sizes = window + k * window / 2: MONAI's and nnU-Net's window starts coincide
+    image = np.random.default_rng(4).normal(size=(16, 40, 32)).astype(np.float32)
+    ours = SlidingWindowPredictor(
+        net, 4, window, step=0.5, max_windows=0, mirror_axes=(), windows_per_batch=2
+    )
+    out = ours.predict_logits(image)
+    with torch.no_grad():
+        ref = monai_utils.sliding_window_inference(
+            torch.from_numpy(image)[None, None],
+            window,
+            2,
+            net,
+            overlap=0.5,
+            mode="gaussian",
+            sigma_scale=0.125,
+            roi_weight_map=gaussian_importance_map(window, 0.125),
+        )[0].numpy()
+    assert np.abs(out - ref).max() < 1e-4
+
+
+# --------------------------------------------------------------------------------------------------
+# Exported runtimes
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    if not (runtime_available("onnxruntime") or runtime_available("openvino")):
+        pytest.skip("neither onnxruntime nor openvino is installed (pip install 'flarelib[cpu-runtime]')")
+    pytest.importorskip(
+        "onnx", reason="torch's ONNX exporter needs the 'onnx' package (flarelib[cpu-runtime])"
+    )
+    net = tiny_unet()
+    path = export_onnx(net, (16, 48, 48), tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+    return net, path
+
+
+@pytest.mark.parametrize(
+    "backend, package, tol",
+    [(OnnxRuntimeBackend, "onnxruntime", 1e-4), (OpenVinoBackend, "openvino", 1e-3)],
+)
+def test_exported_runtime_agrees_with_torch(onnx_model, backend, package, tol):
+    if not runtime_available(package):
+        pytest.skip(f"{package} is not installed (pip install 'flarelib[cpu-runtime]')")
+    net, path = onnx_model
+    image = np.random.default_rng(5).normal(size=(16, 72, 48)).astype(np.float32)
+    kw = {"step": 0.5, "max_windows": 0, "mirror_axes": (2,), "windows_per_batch": 2}
+    ref = SlidingWindowPredictor(net, 3, (16, 48, 48), **kw).predict_logits(image)
+    out = SlidingWindowPredictor(backend(path), 3, (16, 48, 48), **kw).predict_logits(image)
+    assert np.abs(out - ref).max() < tol
+
+
+def test_cuda_half_precision_agrees_with_cpu_fp32():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the fp16 autocast path runs only on a GPU")
+    image = np.random.default_rng(6).normal(size=(16, 72, 48)).astype(np.float32)
+    net = tiny_unet()
+    kw = {"step": 0.5, "max_windows": 20, "mirror_axes": (0, 2), "windows_per_batch": 2}
+    ref = SlidingWindowPredictor(net, 3, (16, 48, 48), **kw).predict_logits(image)
+    gpu = SlidingWindowPredictor(tiny_unet(), 3, (16, 48, 48), device="cuda", half_precision=True, **kw)
+    assert gpu.half_precision is True
+    out = gpu.predict_logits(image)
+    assert out.dtype == np.float32
+    assert np.abs(out - ref).max() < 5e-2  # fp16 forward, fp32 accumulation
+    assert (out.argmax(0) == ref.argmax(0)).mean() > 0.99
