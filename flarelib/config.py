@@ -278,8 +278,11 @@ class Params:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FlareInputError(path, "params file not found", "check the path (relative paths in "
-                              "'extends' are relative to the file that names them)")
+        raise FlareInputError(
+            path,
+            "params file not found",
+            "check the path (relative paths in 'extends' are relative to the file that names them)",
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -357,8 +360,9 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
     """Convert a YAML value to the annotated type, or raise naming the key."""
 
     def fail(expected: str) -> FlareInputError:
-        return FlareInputError(source, f"'{where}' must be {expected}, got {value!r}",
-                               f"set '{where}' to {expected}")
+        return FlareInputError(
+            source, f"'{where}' must be {expected}, got {value!r}", f"set '{where}' to {expected}"
+        )
 
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -389,8 +393,10 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         if not isinstance(value, Mapping):
             raise fail("a mapping")
         kt, vt = get_args(tp)
-        return {_convert(k, kt, f"{where}.{k}", source): _convert(v, vt, f"{where}.{k}", source)
-                for k, v in value.items()}
+        return {
+            _convert(k, kt, f"{where}.{k}", source): _convert(v, vt, f"{where}.{k}", source)
+            for k, v in value.items()
+        }
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise fail("a list")
@@ -398,7 +404,10 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise fail(f"a list of {len(args)} values")
-            return tuple(_convert(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(
+                _convert(v, a, f"{where}[{i}]", source)
+                for i, (v, a) in enumerate(zip(value, args, strict=False))
+            )
         item = args[0] if args else Any
         items = [_convert(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -430,8 +439,11 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str, source: str) -> Any:
         if f.name in raw:
             kwargs[f.name] = _convert(raw[f.name], hints[f.name], f"{prefix}{f.name}", source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise FlareInputError(source, f"missing required key '{prefix}{f.name}'",
-                                  f"add '{prefix}{f.name}' (see params/base.yaml)")
+            raise FlareInputError(
+                source,
+                f"missing required key '{prefix}{f.name}'",
+                f"add '{prefix}{f.name}' (see params/base.yaml)",
+            )
     return cls(**kwargs)
 
 
@@ -514,8 +526,9 @@ PROFILES = ("smoke", "quick", "full")
 DATA_TRACKS = ("phantom", "real", "flare24")
 
 
-def load_layers(paths: typing.Sequence[str | os.PathLike],
-                overrides: Mapping[str, Any] | None = None) -> Params:
+def load_layers(
+    paths: typing.Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
+) -> Params:
     """Merge several params files in order (each with its own ``extends`` chain), then overrides."""
     merged: dict[str, Any] = {}
     for p in paths:
@@ -526,9 +539,13 @@ def load_layers(paths: typing.Sequence[str | os.PathLike],
     return _build(Params, merged, "", " + ".join(str(p) for p in paths))
 
 
-def compose_params(run_file: str | os.PathLike, profile: str, data: str | None = None,
-                   params_dir: Path | None = None,
-                   overrides: Mapping[str, Any] | None = None) -> Params:
+def compose_params(
+    run_file: str | os.PathLike,
+    profile: str,
+    data: str | None = None,
+    params_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Params:
     """The params of one run: ``profiles/<profile>.yaml`` + ``data/<data>.yaml`` + ``run_file``.
 
     Run files are overlays: they hold only what a run changes and never extend base.yaml (that
@@ -542,8 +559,9 @@ def compose_params(run_file: str | os.PathLike, profile: str, data: str | None =
     layers: list[Path] = [params_dir / "profiles" / f"{profile}.yaml"]
     if data is not None:
         if data not in DATA_TRACKS:
-            raise FlareInputError(None, f"unknown data track {data!r}",
-                                  f"use one of {', '.join(DATA_TRACKS)}")
+            raise FlareInputError(
+                None, f"unknown data track {data!r}", f"use one of {', '.join(DATA_TRACKS)}"
+            )
         layers.append(params_dir / "data" / f"{data}.yaml")
     layers.append(Path(run_file))
     return load_layers(layers, overrides)

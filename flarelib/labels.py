@@ -34,8 +34,19 @@ NUM_CLASSES = 14  # background + 13 organs
 
 #: Short names used in tables (the paper's Table 4 order is the id order).
 SHORT_NAMES: dict[int, str] = {
-    1: "Liver", 2: "RK", 3: "Spleen", 4: "Pancreas", 5: "Aorta", 6: "IVC", 7: "RAG", 8: "LAG",
-    9: "Gallbladder", 10: "Esophagus", 11: "Stomach", 12: "Duodenum", 13: "LK",
+    1: "Liver",
+    2: "RK",
+    3: "Spleen",
+    4: "Pancreas",
+    5: "Aorta",
+    6: "IVC",
+    7: "RAG",
+    8: "LAG",
+    9: "Gallbladder",
+    10: "Esophagus",
+    11: "Stomach",
+    12: "Duodenum",
+    13: "LK",
 }
 
 #: Left/right paired organs: a left/right mirror of the image must swap these ids.
@@ -105,8 +116,7 @@ class LabelMap:
         unknown = self.unknown_ids(label)
         if unknown:
             raise ValueError(
-                f"label ids {unknown} are not in the '{self.name}' label map "
-                f"(known: {sorted(self.to_flare)})"
+                f"label ids {unknown} are not in the '{self.name}' label map (known: {sorted(self.to_flare)})"
             )
         return self.lut()[label.astype(np.int64, copy=False)]
 

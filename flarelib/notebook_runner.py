@@ -7,14 +7,15 @@ Each stage notebook ``notebooks/NN_name.py`` runs with exactly three literal par
 - ``<NN_name>.ipynb`` and ``<NN_name>.html``: the executed notebook and its rendering;
 - ``run.json``: versions, git sha, params hash, timings; ``DONE``: written last, holds the hash.
 
-A stage whose ``DONE`` holds the hash of the same resolved params is skipped; any change of a
-params value reruns it. A failed run leaves no ``DONE`` and keeps the partial notebook as
-``<NN_name>.failed.ipynb`` for inspection.
+A stage whose ``DONE`` holds the hash of the same resolved params and notebook source is skipped;
+any change of a params value (or an edit of the notebook) reruns it. A failed run leaves no ``DONE``
+and keeps the partial notebook as ``<NN_name>.failed.ipynb`` for inspection.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -65,14 +66,21 @@ def run_id_for(params) -> str:
     return params.run.name if track == "phantom" else f"{params.run.name}_{track}"
 
 
-def is_done(folder: Path, phash: str) -> bool:
+def notebook_hash(path: Path) -> str:
+    """Short hash of a notebook's source: an edited notebook reruns like a changed params value."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def is_done(folder: Path, phash: str, nbhash: str | None = None) -> bool:
+    """True when ``folder/DONE`` records the same params hash (and notebook hash, when given)."""
     done = folder / "DONE"
     if not done.is_file():
         return False
     try:
-        return json.loads(done.read_text()).get("params_hash") == phash
+        record = json.loads(done.read_text())
     except (json.JSONDecodeError, OSError):
         return False
+    return record.get("params_hash") == phash and (nbhash is None or record.get("notebook_hash") == nbhash)
 
 
 def load_notebook(path: Path):
@@ -83,8 +91,11 @@ def load_notebook(path: Path):
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
     nb.metadata.setdefault("language_info", {"name": "python"})
     if not any("parameters" in cell.metadata.get("tags", []) for cell in nb.cells):
-        raise FlareInputError(path, "has no cell tagged 'parameters'",
-                              'start the parameters cell with: # %% tags=["parameters"]')
+        raise FlareInputError(
+            path,
+            "has no cell tagged 'parameters'",
+            'start the parameters cell with: # %% tags=["parameters"]',
+        )
     return nb
 
 
@@ -96,9 +107,18 @@ def render_html(ipynb: Path, html: Path) -> Path:
     return atomic_write_text(html, body)
 
 
-def run_stage(notebook: str | Path, params_file: str | Path, profile: str, data: str = "phantom",
-              *, run_id: str | None = None, force: bool = False, html: bool = True,
-              overrides: dict | None = None, log=print) -> StageResult:
+def run_stage(
+    notebook: str | Path,
+    params_file: str | Path,
+    profile: str,
+    data: str = "phantom",
+    *,
+    run_id: str | None = None,
+    force: bool = False,
+    html: bool = True,
+    overrides: dict | None = None,
+    log=print,
+) -> StageResult:
     """Execute one stage notebook for one run, or skip it when already done with the same params."""
     import papermill
 
@@ -108,8 +128,9 @@ def run_stage(notebook: str | Path, params_file: str | Path, profile: str, data:
     run_id = run_id or run_id_for(params)
     folder = stage_dir(profile, run_id, stage)
     phash = params_hash(params)
-    if not force and is_done(folder, phash):
-        log(f"[skip] {profile}/{run_id}/{stage}: done with the same params (hash {phash})")
+    nbhash = notebook_hash(nb_path)
+    if not force and is_done(folder, phash, nbhash):
+        log(f"[skip] {profile}/{run_id}/{stage}: done with the same params (hash {phash}) and notebook")
         return StageResult(stage, folder, "skipped", 0.0)
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,9 +143,12 @@ def run_stage(notebook: str | Path, params_file: str | Path, profile: str, data:
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
-            load_notebook(nb_path), str(tmp_nb),
+            load_notebook(nb_path),
+            str(tmp_nb),
             parameters={"params_file": str(resolved), "run_id": run_id, "profile": profile},
-            kernel_name=KERNEL_NAME, cwd=str(project_root()), progress_bar=False,
+            kernel_name=KERNEL_NAME,
+            cwd=str(project_root()),
+            progress_bar=False,
             request_save_on_cell_execute=False,
         )
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
@@ -133,19 +157,33 @@ def run_stage(notebook: str | Path, params_file: str | Path, profile: str, data:
             tmp_nb.replace(partial)
         first = str(exc).strip().splitlines()
         reason = next((line for line in reversed(first) if line.strip()), type(exc).__name__)
-        log(f"[fail] {profile}/{run_id}/{stage} after {seconds:.1f} s: {reason}\n"
-            f"       executed notebook kept at {partial}")
+        log(
+            f"[fail] {profile}/{run_id}/{stage} after {seconds:.1f} s: {reason}\n"
+            f"       executed notebook kept at {partial}"
+        )
         return StageResult(stage, folder, "failed", seconds, reason)
     tmp_nb.replace(out_nb)
     partial.unlink(missing_ok=True)
     if html:
         render_html(out_nb, folder / f"{stage}.html")
     seconds = time.perf_counter() - t0
-    save_run_record(folder, extra={"stage": stage, "run_id": run_id, "profile": profile,
-                                   "data_track": params.data.track, "params_hash": phash,
-                                   "notebook": _display_path(nb_path),
-                                   "seconds": round(seconds, 2)})
-    atomic_write_text(folder / "DONE", json.dumps({"params_hash": phash, "seconds": round(seconds, 2)}) + "\n")
+    save_run_record(
+        folder,
+        extra={
+            "stage": stage,
+            "run_id": run_id,
+            "profile": profile,
+            "data_track": params.data.track,
+            "params_hash": phash,
+            "notebook_hash": nbhash,
+            "notebook": _display_path(nb_path),
+            "seconds": round(seconds, 2),
+        },
+    )
+    atomic_write_text(
+        folder / "DONE",
+        json.dumps({"params_hash": phash, "notebook_hash": nbhash, "seconds": round(seconds, 2)}) + "\n",
+    )
     log(f"[done] {profile}/{run_id}/{stage} in {seconds:.1f} s -> {folder}")
     return StageResult(stage, folder, "done", seconds)
 
@@ -161,8 +199,9 @@ def run_files(pattern: str = "*.yaml") -> list[Path]:
     return sorted((project_root() / "params" / "runs").glob(pattern))
 
 
-def reproduce(profile: str, data: str = "phantom", runs: list[Path] | None = None,
-              force: bool = False, log=print) -> list[StageResult]:
+def reproduce(
+    profile: str, data: str = "phantom", runs: list[Path] | None = None, force: bool = False, log=print
+) -> list[StageResult]:
     """Every stage notebook for every run file in ``params/runs`` (stops a run at its first failure)."""
     notebooks = stage_notebooks()
     if not notebooks:
@@ -189,8 +228,18 @@ def _summarise(results: list[StageResult]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    results = [run_stage(stage, args.params, args.profile, args.data, run_id=args.run_id, force=args.force,
-                         html=not args.no_html) for stage in args.stages]
+    results = [
+        run_stage(
+            stage,
+            args.params,
+            args.profile,
+            args.data,
+            run_id=args.run_id,
+            force=args.force,
+            html=not args.no_html,
+        )
+        for stage in args.stages
+    ]
     return _summarise(results)
 
 

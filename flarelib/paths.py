@@ -52,8 +52,9 @@ def stage_dir(profile: str, run: str, stage: str, root: Path | None = None) -> P
     """``outputs/<profile>/<run>/<stage>/`` (not created)."""
     for name, value in (("profile", profile), ("run", run), ("stage", stage)):
         if not value or "/" in value or value.startswith("."):
-            raise FlareInputError(None, f"{name} {value!r} is not a valid folder name",
-                                  "use letters, digits, '_' or '-'")
+            raise FlareInputError(
+                None, f"{name} {value!r} is not a valid folder name", "use letters, digits, '_' or '-'"
+            )
     return (root or outputs_root()) / profile / run / stage
 
 

@@ -17,8 +17,19 @@ from flarelib.paths import atomic_write_text, project_root
 
 #: Packages whose versions are recorded with every result.
 TRACKED_PACKAGES = (
-    "flarelib", "torch", "numpy", "scipy", "SimpleITK", "nibabel", "scikit-image",
-    "connected-components-3d", "PyYAML", "papermill", "jupytext", "matplotlib", "pandas",
+    "flarelib",
+    "torch",
+    "numpy",
+    "scipy",
+    "SimpleITK",
+    "nibabel",
+    "scikit-image",
+    "connected-components-3d",
+    "PyYAML",
+    "papermill",
+    "jupytext",
+    "matplotlib",
+    "pandas",
 )
 
 
@@ -52,10 +63,16 @@ def git_sha(root: Path | None = None) -> str:
     """The project's git commit (``+dirty`` when the tree has changes), or ``unknown``."""
     root = root or project_root()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -67,8 +84,11 @@ def run_record(extra: dict | None = None) -> dict:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "versions": package_versions(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": sys.executable},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "python": sys.executable,
+        },
     }
     if extra:
         record.update(extra)

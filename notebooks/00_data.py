@@ -25,6 +25,7 @@ run_id = "default"
 profile = "smoke"
 
 # %%
+# %matplotlib inline
 import json
 
 import matplotlib.pyplot as plt
@@ -34,6 +35,7 @@ from flarelib.config import load_stage_params
 from flarelib.data.check import check_dataset
 from flarelib.data.layout import discover, load_case
 from flarelib.data.prepare import ensure_data
+from flarelib.io import reorient_to_lps
 from flarelib.paths import atomic_write_text, stage_dir
 from flarelib.viz.figures import case_slices_figure
 
@@ -57,7 +59,8 @@ if not report.ok:
 
 # %% [markdown]
 # ## A few labelled cases
-# Axial slices spread over the labelled z-range, labels as FLARE ids (legend below the grid).
+# Axial slices spread over the labelled z-range, labels as FLARE ids (legend below the grid), every
+# volume reoriented to LPS first: patient's right on the left of the picture, anterior at the top.
 
 # %%
 cases = discover(params)
@@ -65,10 +68,11 @@ shown = []
 for subset, items in cases.items():
     labelled = [c for c in items if c.label is not None]
     for case in labelled[:2]:
-        image, label = load_case(case)
+        image, label = (reorient_to_lps(v)[0] for v in load_case(case))
         shown.append((f"{subset}/{case.case_id}", image.array, label.array, image.spacing_zyx, case.modality))
 fig = case_slices_figure(shown, n_slices=3, out_png=out / "labelled_slices.png")
-plt.show()
+display(fig)
+plt.close(fig)
 
 # %% [markdown]
 # ## The phantom's patients, all sequences
@@ -79,8 +83,9 @@ plt.show()
 if params.data.track == "phantom":
     from flarelib.viz.montage import phantom_montage
 
-    phantom_montage(root, out_png=out / "phantom_montage.png")
-    plt.show()
+    fig = phantom_montage(root, out_png=out / "phantom_montage.png")
+    display(fig)
+    plt.close(fig)
 
 # %%
 metrics = {

@@ -117,7 +117,7 @@ def test_extends_cycle_and_missing_parent(tmp_path):
     with pytest.raises(FlareInputError, match="cycle"):
         load_params(tmp_path / "a.yaml")
     write(tmp_path / "c.yaml", "extends: nope.yaml\n")
-    with pytest.raises(FlareInputError, match="nope.yaml"):
+    with pytest.raises(FlareInputError, match=r"nope\.yaml"):
         load_params(tmp_path / "c.yaml")
 
 
@@ -133,10 +133,10 @@ def test_overrides_and_hash_sensitivity():
     assert q.train.iterations == 11
     assert params_hash(p) != params_hash(q)
     assert params_hash(p, ["unet"]) == params_hash(q, ["unet"])
-    with pytest.raises(FlareInputError, match="train.iteration"):
+    with pytest.raises(FlareInputError, match=r"train\.iteration"):
         compose_params(base, "smoke", "phantom", overrides=parse_override("train.iteration=11"))
 
 
 def test_params_from_dict_checks_keys():
-    with pytest.raises(FlareInputError, match="unknown key 'unet.chanels'"):
+    with pytest.raises(FlareInputError, match=r"unknown key 'unet\.chanels'"):
         params_from_dict({"unet": {"chanels": [1]}})

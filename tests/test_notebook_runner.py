@@ -12,7 +12,7 @@ from flarelib.errors import FlareInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-NOTEBOOK = '''# %% [markdown]
+NOTEBOOK = """# %% [markdown]
 # # Test stage
 
 # %% tags=["parameters"]
@@ -28,7 +28,7 @@ params = load_stage_params(params_file, profile)
 assert Path(params_file).name == "params.yaml"
 print("iterations", params.train.iterations)
 {extra}
-'''
+"""
 
 
 @pytest.fixture()
@@ -73,9 +73,14 @@ def test_run_skip_rerun_and_html(sandbox):
     assert third.status == "done"
     assert "iterations 12" in (folder / "07_test.html").read_text()
 
+    nb.write_text(nb.read_text() + "\nprint('edited')\n")
+    fourth = nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append)
+    assert fourth.status == "done"
+    assert "edited" in (folder / "07_test.html").read_text()
+
 
 def test_failure_leaves_no_done_and_keeps_notebook(sandbox):
-    tmp_path, run_file, make = sandbox
+    _tmp_path, run_file, make = sandbox
     nb = make("raise RuntimeError('boom in stage')")
     result = nr.run_stage(nb, run_file, "smoke", "phantom", log=lambda *_: None)
     assert result.status == "failed"
@@ -100,6 +105,9 @@ def test_stage_notebooks_have_parameters_cells_with_three_literals():
     for path in notebooks:
         nb = nr.load_notebook(path)
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-        names = [line.split("=")[0].strip() for line in cell.source.splitlines()
-                 if "=" in line and not line.lstrip().startswith("#")]
+        names = [
+            line.split("=")[0].strip()
+            for line in cell.source.splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+        ]
         assert names == ["params_file", "run_id", "profile"], path.name

@@ -9,22 +9,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from flarelib.labels import NUM_CLASSES, SHORT_NAMES  # noqa: E402
+from flarelib.labels import NUM_CLASSES, SHORT_NAMES
 
 #: One colour per FLARE id (0 transparent), fixed so every figure agrees.
-LABEL_COLOURS = np.array([
-    (0, 0, 0, 0), (0.86, 0.37, 0.34, 1), (0.99, 0.80, 0.18, 1), (0.36, 0.72, 0.36, 1),
-    (0.94, 0.60, 0.85, 1), (0.90, 0.10, 0.10, 1), (0.25, 0.45, 0.95, 1), (0.60, 0.95, 0.95, 1),
-    (0.10, 0.80, 0.80, 1), (0.45, 0.85, 0.20, 1), (0.80, 0.55, 0.20, 1), (0.65, 0.40, 0.90, 1),
-    (0.95, 0.75, 0.55, 1), (1.00, 0.55, 0.10, 1),
-])
+LABEL_COLOURS = np.array(
+    [
+        (0, 0, 0, 0),
+        (0.86, 0.37, 0.34, 1),
+        (0.99, 0.80, 0.18, 1),
+        (0.36, 0.72, 0.36, 1),
+        (0.94, 0.60, 0.85, 1),
+        (0.90, 0.10, 0.10, 1),
+        (0.25, 0.45, 0.95, 1),
+        (0.60, 0.95, 0.95, 1),
+        (0.10, 0.80, 0.80, 1),
+        (0.45, 0.85, 0.20, 1),
+        (0.80, 0.55, 0.20, 1),
+        (0.65, 0.40, 0.90, 1),
+        (0.95, 0.75, 0.55, 1),
+        (1.00, 0.55, 0.10, 1),
+    ]
+)
 LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="flare", N=NUM_CLASSES)
 
 
@@ -37,8 +46,17 @@ def display_range(image: np.ndarray, modality: str = "MR") -> tuple[float, float
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
-def show_slice(ax, image2d: np.ndarray, label2d: np.ndarray | None = None, *, vrange=(None, None),
-               aspect: float = 1.0, contours: bool = False, alpha: float = 0.45, title: str | None = None):
+def show_slice(
+    ax,
+    image2d: np.ndarray,
+    label2d: np.ndarray | None = None,
+    *,
+    vrange=(None, None),
+    aspect: float = 1.0,
+    contours: bool = False,
+    alpha: float = 0.45,
+    title: str | None = None,
+):
     """Draw one (y, x) slice with an optional label overlay (filled or contours)."""
     ax.imshow(image2d, cmap="gray", vmin=vrange[0], vmax=vrange[1], aspect=aspect, interpolation="nearest")
     if label2d is not None and np.any(label2d):
@@ -46,8 +64,15 @@ def show_slice(ax, image2d: np.ndarray, label2d: np.ndarray | None = None, *, vr
             for organ in np.unique(label2d[label2d > 0]):
                 ax.contour(label2d == organ, levels=[0.5], colors=[LABEL_COLOURS[int(organ)]], linewidths=0.8)
         else:
-            ax.imshow(np.ma.masked_equal(label2d, 0), cmap=LABEL_CMAP, vmin=0, vmax=NUM_CLASSES - 1,
-                      alpha=alpha, aspect=aspect, interpolation="nearest")
+            ax.imshow(
+                np.ma.masked_equal(label2d, 0),
+                cmap=LABEL_CMAP,
+                vmin=0,
+                vmax=NUM_CLASSES - 1,
+                alpha=alpha,
+                aspect=aspect,
+                interpolation="nearest",
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -62,11 +87,14 @@ def pick_slices(label: np.ndarray | None, n: int, depth: int) -> list[int]:
         lo, hi = int(zs[0]), int(zs[-1])
     else:
         lo, hi = 0, depth - 1
-    return sorted({int(round(v)) for v in np.linspace(lo, hi, n + 2)[1:-1]})
+    return sorted({round(v) for v in np.linspace(lo, hi, n + 2)[1:-1]})
 
 
-def case_slices_figure(cases: Sequence[tuple[str, np.ndarray, np.ndarray | None, tuple, str]],
-                       n_slices: int = 3, out_png: str | Path | None = None):
+def case_slices_figure(
+    cases: Sequence[tuple[str, np.ndarray, np.ndarray | None, tuple, str]],
+    n_slices: int = 3,
+    out_png: str | Path | None = None,
+):
     """A grid: one row per case ``(title, image, label, spacing_zyx, modality)``, ``n_slices`` axial cuts.
 
     Returns the matplotlib Figure; writes a PNG when ``out_png`` is given.
@@ -76,13 +104,25 @@ def case_slices_figure(cases: Sequence[tuple[str, np.ndarray, np.ndarray | None,
         vr = display_range(image, modality)
         aspect = spacing_zyx[1] / spacing_zyx[2]
         for col, z in enumerate(pick_slices(label, n_slices, image.shape[0])):
-            show_slice(axes[row, col], image[z], None if label is None else label[z], vrange=vr, aspect=aspect,
-                       title=f"{title}  z={z}")
+            show_slice(
+                axes[row, col],
+                image[z],
+                None if label is None else label[z],
+                vrange=vr,
+                aspect=aspect,
+                title=f"{title}  z={z}",
+            )
     present = sorted({int(v) for _, _, lab, _, _ in cases if lab is not None for v in np.unique(lab) if v})
     if present:
         handles = [plt.Rectangle((0, 0), 1, 1, color=LABEL_COLOURS[i]) for i in present]
-        fig.legend(handles, [SHORT_NAMES[i] for i in present], loc="lower center", ncol=min(7, len(present)),
-                   fontsize=7, frameon=False)
+        fig.legend(
+            handles,
+            [SHORT_NAMES[i] for i in present],
+            loc="lower center",
+            ncol=min(7, len(present)),
+            fontsize=7,
+            frameon=False,
+        )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     if out_png is not None:
         save_figure(fig, out_png)
