@@ -1,0 +1,239 @@
+"""Training checks on the phantom: does the engine learn, does the CycleGAN move CT toward T1W, how fast.
+
+Three parts (each can be run alone with ``--part``):
+
+``convergence``
+    Mean Teacher (CT labelled + unlabelled MR) for ``--iterations`` on the smoke phantom with the
+    quick-profile thin U-Net; Dice of the teacher on held-out CT cases (whole volumes, sliding
+    window) for liver, spleen and both kidneys. Target (issue 5): mean above 0.8.
+``cyclegan``
+    A short CycleGAN run CT -> T1W; per organ, the mean intensity (0..255) of CT, of CT translated
+    to fake T1W, and of real T1W (true labels from the phantom's diagnostics): the fake T1W should
+    sit closer to the real T1W than the CT did.
+``throughput``
+    Iterations per second of the Mean Teacher step for the smoke and quick profiles, and the
+    fraction of step time spent waiting for data.
+
+Run: ``python benchmarks/bench_train.py [--part all|convergence|cyclegan|throughput]``; results are
+printed as markdown and written to ``benchmarks/out/bench_train.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flarelib.config import compose_params
+from flarelib.data.layout import discover
+from flarelib.data.prepare import ensure_data
+from flarelib.labels import SHORT_NAMES
+from flarelib.paths import data_root, project_root
+from flarelib.train.cli import load_train_volume, train_cyclegan, train_segmentation
+
+RUN = project_root() / "params" / "runs" / "default.yaml"
+OUT = project_root() / "benchmarks" / "out"
+QUICK_UNET = {"channels": [8, 16, 32, 64, 80, 80]}
+EVAL_ORGANS = (1, 3, 2, 13)
+
+
+def _params(profile: str, **sections):
+    return compose_params(RUN, profile, "phantom", overrides=sections or None)
+
+
+def _cases(params):
+    ensure_data(params, log=lambda *_: None)
+    return discover(params)
+
+
+def convergence(iterations: int, lines: list[str]) -> None:
+    params = _params(
+        "smoke",
+        unet=QUICK_UNET | {"pool_zyx": [[1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]},
+        train={
+            "iterations": iterations,
+            "patch_zyx": [24, 64, 64],
+            "validate_every": iterations,
+            "checkpoint_every": iterations,
+            "num_workers": 1,
+        },
+        infer={"window_zyx": [24, 64, 64]},
+    )
+    cases = _cases(params)
+    spacing = params.preprocess.target_spacing_zyx
+    ct = cases["ct_manual"] + cases["ct_pseudo"]
+    held_out = cases["ct_manual"][-1:]
+    train_ct = [c for c in ct if c not in held_out]
+    mr = [c for s in ("lld_mmr", "amos_mr") for c in cases[s]]
+    labeled = [load_train_volume(c, spacing) for c in train_ct]
+    unlabeled = [load_train_volume(c, spacing) for c in mr]
+    validation = [load_train_volume(c, spacing) for c in held_out]
+    out = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    t0 = time.perf_counter()
+    result = train_segmentation(
+        params, "bench_convergence", out, labeled, unlabeled, validation, restart=True, progress=False
+    )
+    seconds = time.perf_counter() - t0
+    final = result.val_history[-1]
+    dices = {o: final.get(f"dice_{o}", float("nan")) for o in EVAL_ORGANS}
+    first, last = result.history[0]["loss"], float(np.mean([r["loss"] for r in result.history[-10:]]))
+    lines += [
+        "## Convergence: Mean Teacher on phantom CT, Dice on held-out CT",
+        "",
+        f"Smoke phantom (6 x 4 x 4 mm), {len(labeled)} labelled CT + {len(unlabeled)} unlabelled MR, "
+        f"held out: {', '.join(c.case_id for c in held_out)}; quick-profile U-Net "
+        f"{QUICK_UNET['channels']}, patch 24x64x64, batch 2+2, {iterations} iterations in {seconds:.0f} s.",
+        f"Loss {first:.3f} (first iteration) -> {last:.3f} (mean of the last 10).",
+        "",
+        "| organ | Dice (teacher, held-out CT) |",
+        "|---|---|",
+        *[f"| {SHORT_NAMES[o]} | {dices[o]:.3f} |" for o in EVAL_ORGANS],
+        f"| mean of the four | {np.nanmean(list(dices.values())):.3f} |",
+        "",
+    ]
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _organ_means(image: np.ndarray, label: np.ndarray, organs) -> dict[int, float]:
+    return {o: float(image[label == o].mean()) for o in organs if np.any(label == o)}
+
+
+def cyclegan(iterations: int, lines: list[str]) -> None:
+    from flarelib.io import read_label
+    from flarelib.preprocess import resample
+    from flarelib.train.cyclegan import translate_volume
+
+    params = _params(
+        "smoke",
+        cyclegan={
+            "epochs": 1,
+            "decay_start_epoch": 1,
+            "iterations_per_epoch": iterations,
+            "patch_zyx": [16, 48, 48],
+            "ngf": 8,
+            "ndf": 8,
+            "n_blocks": 3,
+            "n_layers": 2,
+        },
+        train={"checkpoint_every": iterations, "num_workers": 1},
+    )
+    cases = _cases(params)
+    root = data_root(params)
+    spacing = params.preprocess.target_spacing_zyx
+    ct_cases = cases["ct_manual"] + cases["ct_pseudo"]
+    t1w_cases = [c for c in cases["lld_mmr"] if c.sequence == "T1W"]
+    domain_a = [load_train_volume(c, spacing, "ct255", params.preprocess) for c in ct_cases]
+    domain_b = [load_train_volume(c, spacing, "mr255", params.preprocess) for c in t1w_cases]
+    out = Path(tempfile.mkdtemp(prefix="bench_gan_"))
+    t0 = time.perf_counter()
+    train_cyclegan(params, out, domain_a, domain_b, stage="bench_cyclegan", restart=True, progress=False)
+    seconds = time.perf_counter() - t0
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    from flarelib.models.cyclegan import generator_from_params
+
+    g_ab = generator_from_params(params.cyclegan)
+    g_ab.load_state_dict(ckpt["modules"]["g_ab"])
+    g_ab.eval()
+    organs = (1, 2, 3, 4, 5, 6, 9, 11, 13)
+    ct_means, fake_means, t1_means = [], [], []
+    for vol in domain_a:
+        fake = translate_volume(g_ab, vol.image, params.cyclegan.patch_zyx, params.cyclegan.translate_overlap)
+        ct_means.append(_organ_means(vol.image, vol.label, organs))
+        fake_means.append(_organ_means(fake, vol.label, organs))
+    for case, vol in zip(t1w_cases, domain_b, strict=True):
+        true = read_label(root / "diagnostics" / "labels" / case.subset / f"{case.case_id}.nii.gz")
+        lab = resample(true, spacing, is_label=True).array
+        t1_means.append(_organ_means(vol.image, lab, organs))
+
+    def avg(rows, o):
+        vals = [r[o] for r in rows if o in r]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    rows, gap_ct, gap_fake = [], [], []
+    for o in organs:
+        c, f, t = avg(ct_means, o), avg(fake_means, o), avg(t1_means, o)
+        gap_ct.append(abs(c - t))
+        gap_fake.append(abs(f - t))
+        rows.append(f"| {SHORT_NAMES[o]} | {c:.1f} | {f:.1f} | {t:.1f} |")
+    lines += [
+        "## CycleGAN: does translated CT move toward T1W?",
+        "",
+        f"Smoke phantom, {len(domain_a)} CT vs {len(domain_b)} T1W volumes, generator ngf 8 with 3 blocks, "
+        f"{iterations} iterations in {seconds:.0f} s. Mean intensity (0..255) per organ:",
+        "",
+        "| organ | CT (windowed) | CT -> fake T1W | real T1W |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"Mean |organ mean - real T1W|: CT {np.mean(gap_ct):.1f}, fake T1W {np.mean(gap_fake):.1f} "
+        f"({'closer' if np.mean(gap_fake) < np.mean(gap_ct) else 'NOT closer'}).",
+        "",
+    ]
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def throughput(iterations: int, lines: list[str]) -> None:
+    lines += [
+        "## Throughput: Mean Teacher iterations per second",
+        "",
+        "| profile | U-Net channels | patch (z,y,x) | batch | workers | it/s | s/it | data wait |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for profile in ("smoke", "quick"):
+        params = _params(profile, train={"iterations": iterations, "checkpoint_every": iterations})
+        cases = _cases(params)
+        spacing = params.preprocess.target_spacing_zyx
+        labeled = [load_train_volume(c, spacing) for c in cases["ct_manual"][:3]]
+        unlabeled = [load_train_volume(c, spacing) for c in cases["lld_mmr"][:4]]
+        out = Path(tempfile.mkdtemp(prefix="bench_tp_"))
+        result = train_segmentation(
+            params, f"bench_tp_{profile}", out, labeled, unlabeled, restart=True, progress=False
+        )
+        steps = result.history[2:]  # the first steps pay for warm-up
+        sec = float(np.mean([r["step_seconds"] for r in steps]))
+        wait = float(np.mean([r["data_wait"] for r in steps]))
+        t = params.train
+        lines.append(
+            f"| {profile} | {list(params.unet.channels)} | {list(t.patch_zyx)} | "
+            f"{t.batch_labeled}+{t.batch_unlabeled} | {t.num_workers} | {1 / sec:.2f} | {sec:.2f} | "
+            f"{wait:.1%} |"
+        )
+        shutil.rmtree(out, ignore_errors=True)
+    lines.append("")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", default="all", choices=("all", "convergence", "cyclegan", "throughput"))
+    ap.add_argument("--iterations", type=int, default=300, help="convergence iterations")
+    ap.add_argument("--gan-iterations", type=int, default=300)
+    ap.add_argument("--tp-iterations", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    lines = [
+        f"# bench_train ({time.strftime('%Y-%m-%d')}; {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__})",
+        "",
+    ]
+    if args.part in ("all", "throughput"):
+        throughput(args.tp_iterations, lines)
+    if args.part in ("all", "convergence"):
+        convergence(args.iterations, lines)
+    if args.part in ("all", "cyclegan"):
+        cyclegan(args.gan_iterations, lines)
+    text = "\n".join(lines)
+    print(text)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"bench_train_{args.part}.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
