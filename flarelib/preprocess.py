@@ -413,6 +413,14 @@ def _dark_threshold(arr: np.ndarray, dark_fraction: float) -> tuple[float, dict]
     return air + dark_fraction * (tissue - air), {"air": air, "tissue": tissue, "multiotsu": t0}
 
 
+def _smooth_inplane(band: np.ndarray, sy: float, sx: float, sigma_mm: float) -> np.ndarray:
+    """Gaussian smoothing of each slice of ``band`` (sigma in mm; nothing mixes slices, so the
+    result of a z-flipped band is the z-flipped result). ``sigma_mm <= 0`` returns ``band``."""
+    if sigma_mm <= 0:
+        return band
+    return ndi.gaussian_filter(band, (0.0, sigma_mm / sy, sigma_mm / sx), mode="nearest")
+
+
 def _end_stats(
     fg: np.ndarray,
     z0: int,
@@ -448,7 +456,8 @@ def _end_stats(
 def detect_zflip(
     vol_ip: Volume,
     *,
-    band: float = 0.15,
+    band: float = 0.2,
+    smooth_mm: float = 1.5,
     min_foreground: float = 0.05,
     max_foreground: float = 0.95,
     min_hole_mm2: float = 100.0,
@@ -463,11 +472,18 @@ def detect_zflip(
 
     Method (STUDY.md "Preprocessing", with the measured changes noted):
 
-    1. Foreground = voxels brighter than an "air-like" threshold (:func:`_dark_threshold`: a
-       level between air and tissue derived from a 3-class Otsu; a plain Otsu fails on
-       fat-suppressed MR and window-clipped CT), then the largest 3-D component of each end band
-       (the first / last ``band`` fraction of slices, at least 1).
-    2. In each band, every slice whose foreground covers between ``min_foreground`` and
+    1. Threshold: an "air-like" level between air and tissue (:func:`_dark_threshold`, derived from a
+       3-class Otsu of the whole, unsmoothed volume; a plain Otsu fails on fat-suppressed MR and
+       window-clipped CT).
+    2. End bands: the first / last ``band`` fraction of slices (at least 1, at most half). A fifth
+       of an abdominal scan holds its lung bases, and the more slices an end score averages, the
+       less a few atypical end slices weigh. Each slice of a band is smoothed in-plane by a
+       Gaussian of sigma ``smooth_mm`` before the threshold, so a region is called dark or tissue
+       by its local mean, not pixel by pixel. This matters for MR: fat that fat suppression only
+       partly darkened (CHAOS T2-SPIR) lies near the threshold, and pixel noise splits it into
+       "holes"; air in the lungs lies well below it and stays dark. Foreground = smoothed voxels
+       above the threshold, then the largest 3-D component of the band.
+    3. In each band, every slice whose foreground covers between ``min_foreground`` and
        ``max_foreground`` of the slice qualifies. In it, the body is the foreground closed by a
        square of half-side ``close_mm`` (bridges thin gaps in the body wall) and hole-filled; holes
        are the background components inside the body of at least ``min_hole_mm2`` (air inside the
@@ -475,13 +491,25 @@ def detect_zflip(
        area (the area is steadier than the count, which dark fat and vessels inflate at both ends;
        counts are reported in ``EndStats.hole_counts``). An end's score is the mean over its
        qualifying slices.
-    3. The header says which end is superior: voxel axis k points to world direction
+    4. The header says which end is superior: voxel axis k points to world direction
        ``direction[:, 2]``; in LPS, ``direction[2, 2] > 0`` means a growing z index goes superior.
        The superior end should be holier (lungs). ``margin`` = (superior - inferior) / (sum);
        ``margin >= min_margin`` -> ``"keep"``, ``<= -min_margin`` -> ``"flip"``, else
        ``"undecided"``. Also ``"undecided"`` when an end has no qualifying slice (an all-zero or
        all-body volume), when both ends have no holes, or when the z axis is not the head-foot axis
        (``|direction[2, 2]| < 0.5``).
+
+    The threshold does not change under a z-flip (it uses in-plane subsampling only) and every
+    other step works per slice or per band, so a z-flipped copy gives the two end scores swapped
+    and the opposite margin.
+
+    Defaults measured on the real volumes of ``../shared/data`` (30 BTCV CT, 14 CHAOS T2-SPIR, the
+    two TotalSegmentator CT/MR examples) and their z-flipped copies, all right, smallest |margin|:
+    0.16 (BTCV), 0.13 (CHAOS), 0.13 (TotalSegmentator). With the earlier defaults (no smoothing,
+    ``band=0.15``) CHAOS case 33 scored 0.00 ("undecided"): its lowest slices, where fat
+    suppression worked best, were as holey as its lung bases (end scores 0.171 and 0.171; now
+    0.089 and 0.131, margin 0.19). Every ``band`` in 0.17..0.22 with ``smooth_mm`` in 1.0..1.5
+    keeps all of them right with |margin| >= 0.09; the phantom's in-phase volumes score >= 0.7.
     """
     arr = np.asarray(vol_ip.array, dtype=np.float32)
     nz = arr.shape[0]
@@ -510,8 +538,10 @@ def detect_zflip(
         min_hole_px=min_hole_mm2 / px_area,
     )
     # the body is the largest 3-D component of each end band (cheaper than the whole volume)
-    low = _end_stats(arr[:nb] > t, 0, "low", **common)
-    high = _end_stats(arr[nz - nb :] > t, nz - nb, "high", **common)
+    low_band = _smooth_inplane(arr[:nb], sy, sx, smooth_mm)
+    high_band = _smooth_inplane(arr[nz - nb :], sy, sx, smooth_mm)
+    low = _end_stats(low_band > t, 0, "low", **common)
+    high = _end_stats(high_band > t, nz - nb, "high", **common)
     kw = dict(superior_end=superior, low=low, high=high, threshold=t, details=levels)
     if low.score is None or high.score is None:
         missing = " and ".join(e.end for e in (low, high) if e.score is None)

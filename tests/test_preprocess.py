@@ -329,13 +329,6 @@ def test_fix_zflip_flips_every_sequence_or_none():
 # --------------------------------------------------------------------------------------------------
 # z-flip on every real volume (all correctly oriented)
 # --------------------------------------------------------------------------------------------------
-#: Real volumes on which the detector cannot decide (see the margin in the failure message). CHAOS
-#: T2-SPIR is fat-suppressed: the body wall is dark, so the lungs at the top are not closed holes,
-#: while dark fat, muscle and bowel make holes at the kidney level; for this case the two ends
-#: score the same (margin about 0.0). It must stay "undecided" (never "flip").
-KNOWN_UNDECIDED = {"chaos_t2/train_unlabeled/image_33.nii.gz"}
-
-
 def _real_images(root: Path) -> list[Path]:
     files = sorted(root.glob("btcv_ct/image_*.nii.gz"))
     files += sorted(root.glob("chaos_t2/*/image_*.nii.gz"))
@@ -348,21 +341,51 @@ def test_detect_zflip_on_every_real_volume_and_its_flipped_copy(shared_data):
     files = _real_images(shared_data)
     assert len(files) >= 40, f"expected the 46 real volumes, found {len(files)}"
     t0 = time.perf_counter()
-    wrong, summary = [], {}
+    wrong, margins = [], {}
     for path in files:
         name = path.relative_to(shared_data).as_posix()
         vol = read_image(path)
         d = detect_zflip(vol)
         d_flipped = detect_zflip(flip_z(vol))
-        summary[name] = (d.decision, d_flipped.decision, d.margin)
-        if name in KNOWN_UNDECIDED:
-            ok = (d.decision, d_flipped.decision) in {("undecided", "undecided"), ("keep", "flip")}
-        else:
-            ok = d.decision == "keep" and d_flipped.decision == "flip"
-        if not ok:
+        margins[name] = d.margin
+        if not (d.decision == "keep" and d_flipped.decision == "flip"):
             wrong.append(f"{name}: {d.decision}/{d_flipped.decision} ({d.reason})")
+        elif d.margin is not None and d_flipped.margin is not None:
+            # every step is per slice or per band: the flipped copy swaps the two end scores
+            assert d_flipped.margin == pytest.approx(-d.margin, abs=1e-6), name
     seconds = time.perf_counter() - t0
     assert not wrong, "z-flip detector wrong on real volumes:\n" + "\n".join(wrong)
-    n_keep = sum(v[0] == "keep" for v in summary.values())
-    assert n_keep >= len(files) - len(KNOWN_UNDECIDED)
+    smallest = {
+        ds: min(m for n, m in margins.items() if n.startswith(ds))
+        for ds in ("btcv_ct", "chaos_t2", "totalseg")
+    }
+    assert all(m >= 0.05 for m in smallest.values()), smallest
     assert seconds < 120, f"{len(files)} volumes took {seconds:.0f} s"
+
+
+# --------------------------------------------------------------------------------------------------
+# z-flip on the phantom's LLD-MMR in-phase volumes (some patients stored z-flipped)
+# --------------------------------------------------------------------------------------------------
+def test_detect_zflip_on_the_smoke_phantom_in_phase_volumes(tmp_path):
+    from flarelib.config import compose_params
+    from flarelib.data.phantom import generate
+    from flarelib.data.phantom.generate import load_truth
+    from flarelib.paths import project_root
+
+    params = compose_params(project_root() / "params" / "runs" / "default.yaml", "smoke", "phantom")
+    out = tmp_path / "phantom"
+    generate(params, out, progress=False)
+    truth = load_truth(out)
+    flipped = set(truth["lld_mmr"]["zflip_patients"])
+    ip_cases = [r for r in truth["cases"].values() if r["subset"] == "lld_mmr" and r["sequence"] == "IP"]
+    assert {r["patient"] for r in ip_cases} == set(truth["lld_mmr"]["patients"])
+    assert flipped and len(flipped) < len(ip_cases), "the smoke phantom should hold both kinds"
+    wrong = []
+    for rec in ip_cases:
+        assert rec["zflip"] == (rec["patient"] in flipped)
+        vol = read_image(out / rec["image"])
+        expected = ("flip", "keep") if rec["zflip"] else ("keep", "flip")
+        got = (detect_zflip(vol).decision, detect_zflip(flip_z(vol)).decision)
+        if got != expected:
+            wrong.append(f"{rec['case']} (stored z-flipped: {rec['zflip']}): {got}, expected {expected}")
+    assert not wrong, "z-flip detector wrong on the phantom:\n" + "\n".join(wrong)
