@@ -71,9 +71,9 @@ def convergence(iterations: int, lines: list[str]) -> None:
     held_out = cases["ct_manual"][-1:]
     train_ct = [c for c in ct if c not in held_out]
     mr = [c for s in ("lld_mmr", "amos_mr") for c in cases[s]]
-    labeled = [load_train_volume(c, spacing) for c in train_ct]
-    unlabeled = [load_train_volume(c, spacing) for c in mr]
-    validation = [load_train_volume(c, spacing) for c in held_out]
+    labeled = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in train_ct]
+    unlabeled = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in mr]
+    validation = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in held_out]
     out = Path(tempfile.mkdtemp(prefix="bench_train_"))
     t0 = time.perf_counter()
     result = train_segmentation(
@@ -189,8 +189,8 @@ def throughput(iterations: int, lines: list[str]) -> None:
         params = _params(profile, train={"iterations": iterations, "checkpoint_every": iterations})
         cases = _cases(params)
         spacing = params.preprocess.target_spacing_zyx
-        labeled = [load_train_volume(c, spacing) for c in cases["ct_manual"][:3]]
-        unlabeled = [load_train_volume(c, spacing) for c in cases["lld_mmr"][:4]]
+        labeled = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in cases["ct_manual"][:3]]
+        unlabeled = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in cases["lld_mmr"][:4]]
         out = Path(tempfile.mkdtemp(prefix="bench_tp_"))
         result = train_segmentation(
             params, f"bench_tp_{profile}", out, labeled, unlabeled, restart=True, progress=False

@@ -1,4 +1,10 @@
-"""``flarelib params``: show the resolved params of a run (profile + data track + run file)."""
+"""Params options shared by every command, and ``flarelib params`` (print the resolved params).
+
+``--params FILE`` alone loads FILE as it is (a full params file, a data-track file, a resolved
+``params.yaml``); with ``--profile P`` FILE is a run overlay (default ``params/runs/default.yaml``)
+composed as ``profiles/P.yaml`` + ``data/TRACK.yaml`` (``--data``, default phantom) + FILE;
+``--set KEY=VALUE`` overrides one value (repeatable). Every key is checked by the strict loader.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +13,34 @@ import sys
 
 import yaml
 
-from flarelib.config import DATA_TRACKS, PROFILES, compose_params, load_params, params_hash, params_to_dict
+from flarelib.config import (
+    DATA_TRACKS,
+    PROFILES,
+    _deep_merge,
+    compose_params,
+    load_params,
+    params_hash,
+    params_to_dict,
+    parse_override,
+)
+from flarelib.errors import FlareInputError
+from flarelib.paths import project_root
 
 
-def add_params_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """The shared ``--params FILE [--profile P] [--data TRACK] [--set KEY=VALUE ...]`` options."""
+def add_params_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--params``, ``--profile``, ``--data`` and ``--set`` on ``parser``."""
     parser.add_argument(
         "--params",
-        required=required,
         metavar="FILE",
-        help="params file (a run file, a profile, or a resolved params.yaml)",
+        help="params file, loaded as it is; with --profile: the run file (default params/runs/default.yaml)",
     )
     parser.add_argument(
-        "--profile", choices=PROFILES, help="compose params/profiles/<profile>.yaml + [data track] + FILE"
+        "--profile", choices=PROFILES, help="compose params/profiles/<profile>.yaml + data track + run file"
     )
     parser.add_argument(
-        "--data", choices=DATA_TRACKS, help="data track overlay params/data/<track>.yaml (with --profile)"
+        "--data",
+        choices=DATA_TRACKS,
+        help="data track params/data/<track>.yaml (with --profile; default phantom)",
     )
     parser.add_argument(
         "--set",
@@ -34,21 +52,21 @@ def add_params_arguments(parser: argparse.ArgumentParser, *, required: bool = Tr
 
 
 def params_from_args(args: argparse.Namespace):
-    """Load params as the shared options describe."""
-    from flarelib.config import _deep_merge, parse_override
-
+    """The :class:`~flarelib.config.Params` the shared options describe."""
     overrides: dict = {}
-    for text in args.set:
+    for text in getattr(args, "set", None) or []:
         overrides = _deep_merge(overrides, parse_override(text))
-    if args.profile:
-        return compose_params(args.params, args.profile, args.data, overrides=overrides or None)
-    if args.data:
-        from flarelib.config import load_layers
-        from flarelib.paths import project_root
-
-        return load_layers(
-            [project_root() / "params" / "data" / f"{args.data}.yaml", args.params], overrides or None
+    if args.profile is not None:
+        run_file = args.params or project_root() / "params" / "runs" / "default.yaml"
+        return compose_params(run_file, args.profile, args.data or "phantom", overrides=overrides or None)
+    if args.data is not None:
+        raise FlareInputError(
+            "--data",
+            "a data track is composed with a profile",
+            "add --profile smoke|quick|full, or pass --params params/data/TRACK.yaml",
         )
+    if args.params is None:
+        raise FlareInputError(None, "no params given", "pass --params FILE and/or --profile smoke|quick|full")
     return load_params(args.params, overrides or None)
 
 

@@ -7,6 +7,7 @@ Relative paths in params are relative to the project root (the folder with ``pyp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -58,21 +59,31 @@ def stage_dir(profile: str, run: str, stage: str, root: Path | None = None) -> P
     return (root or outputs_root()) / profile / run / stage
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_writer(path: Path):
+    """Open a temp file beside ``path`` for binary writing; on success it replaces ``path``.
+
+    On any exception the temp file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -29,7 +29,7 @@ import pandas as pd
 import SimpleITK as sitk
 from tqdm.auto import tqdm
 
-from flarelib.config import Params, SubsetLayout, compose_params, load_params
+from flarelib.config import Params, SubsetLayout
 from flarelib.data.layout import (
     Case,
     discover,
@@ -43,7 +43,8 @@ from flarelib.data.manifest import Manifest, load_manifest
 from flarelib.errors import FlareInputError
 from flarelib.io import Volume, check_same_grid, read_image, read_label
 from flarelib.labels import SEQUENCES
-from flarelib.paths import data_root, project_root
+from flarelib.params_cli import add_params_arguments, params_from_args
+from flarelib.paths import data_root
 
 #: Columns of :attr:`CheckReport.summary`, in order.
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -399,23 +400,7 @@ _HELP = "check a dataset (files readable, labels present and on the image grid, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``check-data`` options (shared by ``flarelib check-data`` and ``python -m``)."""
-    parser.add_argument(
-        "--params",
-        metavar="FILE",
-        help="params file (loaded with load_params; with --profile: the run file; "
-        "default with --profile: params/runs/default.yaml)",
-    )
-    parser.add_argument(
-        "--profile",
-        choices=("smoke", "quick", "full"),
-        help="compose params/profiles/P.yaml + params/data/TRACK.yaml + FILE",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="TRACK",
-        choices=("phantom", "real", "flare24"),
-        help="data track to compose (phantom, real, flare24); needs --profile",
-    )
+    add_params_arguments(parser)
     parser.add_argument(
         "--no-voxels",
         action="store_true",
@@ -431,22 +416,6 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
-
-
-def params_from_args(args: argparse.Namespace) -> Params:
-    """``--params`` alone: load_params(FILE); with ``--profile`` (and ``--data``): compose_params."""
-    if args.profile is not None:
-        run_file = args.params or project_root() / "params" / "runs" / "default.yaml"
-        return compose_params(run_file, args.profile, args.data)
-    if args.data is not None:
-        raise FlareInputError(
-            "--data",
-            "a data track is composed with a profile",
-            "add --profile smoke|quick|full, or pass --params params/data/TRACK.yaml",
-        )
-    if args.params is None:
-        raise FlareInputError(COMMAND, "no params given", "pass --params FILE (and optionally --profile)")
-    return load_params(args.params)
 
 
 def run(args: argparse.Namespace) -> int:

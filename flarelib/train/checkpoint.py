@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from flarelib.errors import FlareInputError
+from flarelib.paths import atomic_writer
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -32,19 +32,9 @@ BEST_NAME = "model_best.pt"
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """``torch.save(state)`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_writer(Path(path)) as fh:
+        torch.save(state, fh)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

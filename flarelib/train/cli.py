@@ -139,7 +139,8 @@ def load_train_volume(
 ) -> TrainVolume:
     """Read a layout ``Case`` into a :class:`TrainVolume` at ``spacing_zyx``.
 
-    ``intensity``: ``"zscore"`` (segmentation), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
+    ``intensity``: ``"zscore"`` (segmentation: CT is windowed to 0..255 first, with the
+    ``preprocess`` section's window or 40/400), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
     ``preprocess`` params section).
     """
     from flarelib.data.layout import load_case
@@ -148,6 +149,12 @@ def load_train_volume(
     image = _resample(image, spacing_zyx, is_label=False)
     arr = image.array
     if intensity == "zscore":
+        if case.modality == "CT":
+            # windowed first (STUDY.md: CT window 40/400 -> 0..255, then z-score): on raw HU the
+            # air/body contrast dominates the std and soft-tissue contrast shrinks to ~0.1 units.
+            level = preprocess.ct_window_level if preprocess is not None else 40.0
+            width = preprocess.ct_window_width if preprocess is not None else 400.0
+            arr = ct_to_0_255(arr, level, width)
         arr = zscore(arr)
     elif intensity == "ct255":
         arr = ct_to_0_255(arr, preprocess.ct_window_level, preprocess.ct_window_width)
@@ -446,7 +453,7 @@ def run_stage(
         [c for c in cases if c.role in LABELLED_ROLES and c.label is not None],
         spacing,
         "zscore",
-        None,
+        params.preprocess,
         "labelled",
         show,
     )
@@ -456,14 +463,14 @@ def run_stage(
             [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None],
             spacing,
             "zscore",
-            None,
+            params.preprocess,
             "unlabelled",
             show,
         )
     val_cases = [c for c in cases if c.role in VALIDATION_ROLES and c.label is not None]
     if params.train.validation_cases > 0:
         val_cases = val_cases[: params.train.validation_cases]
-    validation = _load_all(val_cases, spacing, "zscore", None, "validation", show)
+    validation = _load_all(val_cases, spacing, "zscore", params.preprocess, "validation", show)
     return train_segmentation(
         params,
         stage,

@@ -21,7 +21,6 @@ from flarelib.data.check import (
     check_dataset,
     format_ids,
     markdown_table,
-    params_from_args,
     run,
 )
 from flarelib.data.layout import lld_case_id
@@ -290,22 +289,3 @@ def test_run_handler_in_process(root: Path, tmp_path: Path, capsys: pytest.Captu
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert "missing.yaml" in err and "Traceback" not in err
-
-
-def test_params_from_args_composes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--profile/--data compose like compose_params(FILE, P, TRACK); FILE defaults to the default run."""
-    calls = []
-    monkeypatch.setattr("flarelib.data.check.compose_params", lambda *a: calls.append(a) or "composed")
-    ns = argparse.Namespace(params=None, profile="smoke", data="real")
-    assert params_from_args(ns) == "composed"
-    run_file, profile, data = calls[-1]
-    assert Path(run_file).parts[-3:] == ("params", "runs", "default.yaml") and (profile, data) == (
-        "smoke",
-        "real",
-    )
-    assert params_from_args(argparse.Namespace(params="r.yaml", profile="quick", data=None)) == "composed"
-    assert calls[-1] == ("r.yaml", "quick", None)
-    with pytest.raises(FlareInputError, match="--profile"):
-        params_from_args(argparse.Namespace(params="x.yaml", profile=None, data="real"))
-    with pytest.raises(FlareInputError, match="--params"):
-        params_from_args(argparse.Namespace(params=None, profile=None, data=None))

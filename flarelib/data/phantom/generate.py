@@ -48,13 +48,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from flarelib.config import Params, compose_params, load_params, params_to_dict
+from flarelib.config import Params, params_to_dict
 from flarelib.data.phantom import anatomy as A
 from flarelib.data.phantom.render import MR_SEQUENCES, render_ct, render_mr
 from flarelib.errors import FlareInputError
 from flarelib.io import Volume, write_image
 from flarelib.labels import ORGANS, SEQUENCES
-from flarelib.paths import atomic_write_text, data_root, project_root
+from flarelib.params_cli import add_params_arguments, params_from_args
+from flarelib.paths import atomic_write_text, data_root
 
 __all__ = ["LAYOUT", "SUBSETS", "GenerateReport", "add_cli", "generate", "load_truth", "run"]
 
@@ -806,22 +807,7 @@ _HELP = "write the procedural multi-sequence phantom (FLARE24 layout + diagnosti
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument(
-        "--params",
-        metavar="FILE",
-        help="params file (load_params); with --profile: the run file (default params/runs/default.yaml)",
-    )
-    parser.add_argument(
-        "--profile",
-        choices=("smoke", "quick", "full"),
-        help="compose params/profiles/P.yaml + params/data/TRACK.yaml + FILE",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="TRACK",
-        choices=("phantom", "real", "flare24"),
-        help="data track to compose (needs --profile)",
-    )
+    add_params_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the params' data.root)")
     parser.add_argument("--workers", type=int, default=1, help="processes (output is the same for any value)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -834,22 +820,6 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
-
-
-def params_from_args(args: argparse.Namespace) -> Params:
-    """``--params`` alone: load_params(FILE); with ``--profile`` (and ``--data``): compose_params."""
-    if args.profile is not None:
-        run_file = args.params or project_root() / "params" / "runs" / "default.yaml"
-        return compose_params(run_file, args.profile, args.data)
-    if args.data is not None:
-        raise FlareInputError(
-            "--data",
-            "a data track is composed with a profile",
-            "add --profile smoke|quick|full, or pass --params params/data/TRACK.yaml",
-        )
-    if args.params is None:
-        raise FlareInputError(COMMAND, "no params given", "pass --params FILE (and optionally --profile)")
-    return load_params(args.params)
 
 
 def run(args: argparse.Namespace) -> int:
