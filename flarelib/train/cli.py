@@ -79,37 +79,13 @@ def training_hash(params: Any, stage: str) -> str:
 
 
 def _resample(vol: Any, spacing_zyx: Sequence[float], is_label: bool) -> Any:
-    """``flarelib.preprocess.resample`` when it exists, else SimpleITK (B-spline / nearest)."""
-    try:
-        from flarelib import preprocess as pre
+    """:func:`flarelib.preprocess.resample` (B-spline images, nearest labels), skipped when the
+    spacing already matches."""
+    from flarelib.preprocess import resample
 
-        fn = getattr(pre, "resample", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        return fn(vol, tuple(spacing_zyx), is_label=is_label)
     if np.allclose(vol.spacing_zyx, spacing_zyx, rtol=0, atol=1e-6):
         return vol
-    import SimpleITK as sitk
-
-    from flarelib.io import Volume
-
-    size = [max(1, round(n * s / t)) for n, s, t in zip(vol.shape, vol.spacing_zyx, spacing_zyx, strict=True)]
-    img = vol.to_sitk()
-    if not is_label:
-        img = sitk.Cast(img, sitk.sitkFloat32)
-    out = sitk.Resample(
-        img,
-        [int(s) for s in size[::-1]],
-        sitk.Transform(),
-        sitk.sitkNearestNeighbor if is_label else sitk.sitkBSpline,
-        vol.origin_xyz,
-        tuple(float(s) for s in spacing_zyx[::-1]),
-        tuple(float(v) for v in vol.direction.ravel()),
-        0,
-        img.GetPixelID(),
-    )
-    return Volume.from_sitk(out, vol.path)
+    return resample(vol, tuple(spacing_zyx), is_label=is_label)
 
 
 def zscore(arr: np.ndarray) -> np.ndarray:
