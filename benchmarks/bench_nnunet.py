@@ -116,11 +116,14 @@ def worker(job: dict) -> dict:
 
             version = _v("nnunetv2")
     else:
-        from flarelib.infer.sliding import SlidingWindowPredictor
+        from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime
 
-        paper = job["impl"] == "ours_paper"
+        paper = job["impl"].startswith("ours_paper")
+        runtime = job.get("runtime", "torch")
+        # Export + compile are model loading: outside the timed call, as nnU-Net's network build is.
+        model = net if runtime == "torch" else make_runtime(runtime, net, window, threads=job["threads"])
         pred = SlidingWindowPredictor(
-            net,
+            model,
             net.num_classes,
             window,
             step=0.5,
@@ -167,6 +170,12 @@ def main() -> int:
     ap.add_argument("--spacing", type=float, nargs=3, default=(4.0, 3.0, 3.0))
     ap.add_argument("--model", type=Path, help="a flarelib checkpoint instead of random weights")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=["openvino"],
+        help="exported CPU runtimes for ours with the paper's settings (those installed)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -211,11 +220,21 @@ def main() -> int:
         "ours_nnunet_settings": sys.executable,
         "ours_paper": sys.executable,
     }
+    from flarelib.infer.sliding import runtime_available  # not in the worker: nnU-Net's venv lacks it
+
+    runtimes = {}
+    if args.device == "cpu":
+        for rt in args.runtimes:
+            if runtime_available(rt):
+                jobs[f"ours_paper_{rt}"] = sys.executable
+                runtimes[f"ours_paper_{rt}"] = rt
     times: dict[str, list[float]] = {k: [] for k in jobs}
     info: dict[str, dict] = {}
     for r in range(runs):
         for name, python in jobs.items():
             job = {**base, "impl": name, "save": str(tmp / f"{name}.npy") if r == 0 else None}
+            if name in runtimes:
+                job["runtime"] = runtimes[name]
             res = run_worker(SCRIPT, job, python=python)
             times[name].append(res["seconds"])
             info[name] = res
@@ -242,6 +261,7 @@ def main() -> int:
     for k, settings in (
         ("ours_nnunet_settings", "step 0.5, Gaussian, mirror (0, 1, 2), fp32 accumulators"),
         ("ours_paper", "paper: step rule (1, 1, 0.5) beyond 20 windows, mirror (0, 2)"),
+        *((k, f"paper settings, exported runtime {rt}") for k, rt in runtimes.items()),
     ):
         a = agreement(np.load(tmp / f"{k}.npy"), ref)
         lines.append(
