@@ -17,13 +17,13 @@ help: ## list the targets
 	@echo "flare-study: make TARGET [PROFILE=smoke|quick|full] [DATA=phantom|real|flare24]"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## create .venv: pinned CPU torch first, then flarelib[dev], and a Jupyter kernel
+setup: $(VENV)/.installed ## create .venv: pinned CPU torch first, then flarelib[dev,cpu-runtime], and a Jupyter kernel
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install --disable-pip-version-check -q "$(TORCH_PIN)"
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,cpu-runtime]"
 	$(PY) -m ipykernel install --sys-prefix --name flare-study --display-name "flare-study"
 	$(PY) -c "import torch, flarelib; print('torch', torch.__version__, '| flarelib', flarelib.__version__)"
 	touch $@
