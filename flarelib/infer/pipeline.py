@@ -57,7 +57,7 @@ import torch
 from flarelib.config import Params, load_params, params_from_dict, params_to_dict
 from flarelib.errors import FlareInputError
 from flarelib.infer.postprocess import postprocess
-from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime
+from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime, resolve_runtime
 from flarelib.io import Volume, read_image, reorient, reorient_to_lps, same_grid, write_image
 from flarelib.models.unet import UNet3D, unet_from_params
 from flarelib.preprocess import resample, resample_to_reference, zscore
@@ -236,6 +236,8 @@ class CasePredictor:
         progress: tqdm over the windows of each case.
         runtime_dir: where an ONNX export for ``infer.runtime`` onnxruntime/openvino goes
             (default: a temporary folder).
+
+    ``runtime`` is the runtime actually used (``infer.runtime`` with ``auto`` resolved).
     """
 
     def __init__(
@@ -251,9 +253,10 @@ class CasePredictor:
         self.params = params
         self.model = model.eval().to(self.device)
         runtime: Any = self.model  # torch: the predictor also checks the window against the net's divisor
-        if params.infer.runtime != "torch":
+        self.runtime = resolve_runtime(params.infer.runtime, self.device)
+        if self.runtime != "torch":
             runtime = make_runtime(
-                params.infer.runtime,
+                self.runtime,
                 self.model,
                 params.infer.window_zyx,
                 self.device,
@@ -495,8 +498,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     total = sum(r.total_seconds for r in results)
     print(
         f"predicted {len(results) - len(failed)} of {len(results)} cases into {args.output} "
-        f"({total:.1f} s, model load {predictor.load_seconds:.1f} s)"
-        + (f"; {len(failed)} failed" if failed else ""),
+        f"({total:.1f} s, model load {predictor.load_seconds:.1f} s, {predictor.device.type} "
+        f"{predictor.runtime})" + (f"; {len(failed)} failed" if failed else ""),
         file=sys.stderr,
     )
     return 1 if failed else 0

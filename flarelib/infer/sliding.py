@@ -71,6 +71,7 @@ __all__ = [
     "make_runtime",
     "mirror_combinations",
     "plan_windows",
+    "resolve_runtime",
     "runtime_available",
     "window_slices",
     "window_steps",
@@ -233,6 +234,24 @@ def runtime_available(kind: str) -> bool:
     return importlib.util.find_spec(_RUNTIME_PACKAGES[kind]) is not None
 
 
+def resolve_runtime(kind: str, device: torch.device | str = "cpu") -> str:
+    """The concrete runtime for ``kind`` on ``device``.
+
+    ``"auto"``: torch on CUDA; on CPU the fastest installed exported runtime (OpenVINO, then ONNX
+    Runtime; both need the ``onnx`` package for the export), else torch. On this project's 2-core CPU
+    OpenVINO ran the thin U-Net's windows ~7x faster than torch at the same outputs
+    (benchmarks/RESULTS.md, issue 6a). Other kinds are returned unchanged.
+    """
+    if kind != "auto":
+        return kind
+    if torch.device(device).type != "cpu" or importlib.util.find_spec("onnx") is None:
+        return "torch"
+    for candidate in ("openvino", "onnxruntime"):
+        if runtime_available(candidate):
+            return candidate
+    return "torch"
+
+
 def export_onnx(
     model: nn.Module, window_zyx: Sequence[int], path: str | os.PathLike, opset: int = 17
 ) -> Path:
@@ -340,9 +359,10 @@ def make_runtime(
 
     ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, default a
     temporary folder) and run on CPU only; a missing package is a :class:`FlareInputError` with the
-    install command.
+    install command. ``"auto"`` picks one with :func:`resolve_runtime`.
     """
     device = torch.device(device)
+    kind = resolve_runtime(kind, device)
     if kind == "torch":
         return TorchBackend(model, device, half_precision)
     if kind not in _RUNTIME_PACKAGES:

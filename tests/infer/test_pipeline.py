@@ -194,3 +194,20 @@ def test_inputs_and_names(tmp_path):
     assert output_name("case.nii") == "case.nii"
     with pytest.raises(FlareInputError):
         find_inputs(tmp_path / "missing")
+
+
+def test_auto_runtime_is_resolved_recorded_and_agrees_with_torch(model_file):
+    """``infer.runtime: auto`` picks the fastest installed runtime on CPU (torch without the
+    cpu-runtime extra), records it, and gives torch's labels."""
+    from flarelib.infer.sliding import resolve_runtime
+
+    model, params, _ = load_model(model_file)
+    vol, _ = oblique_ras_sphere((12, 20, 18))
+    ref = CasePredictor(model, params, device="cpu")
+    auto_params = dataclasses.replace(params, infer=dataclasses.replace(params.infer, runtime="auto"))
+    auto = CasePredictor(model, auto_params, device="cpu")
+    assert ref.runtime == "torch"
+    assert auto.runtime == resolve_runtime("auto", "cpu")
+    a, b = auto.predict_volume(vol).array, ref.predict_volume(vol).array
+    # exported runtimes agree to ~1e-5 in the logits (test_sliding): at most a near-tie voxel may flip
+    assert a.shape == b.shape and (a == b).mean() >= 0.999

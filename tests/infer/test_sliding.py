@@ -20,6 +20,7 @@ from flarelib.infer.sliding import (
     gaussian_importance_map,
     mirror_combinations,
     plan_windows,
+    resolve_runtime,
     runtime_available,
     window_slices,
     window_steps,
@@ -265,6 +266,35 @@ def test_exported_runtime_agrees_with_torch(onnx_model, backend, package, tol):
     ref = SlidingWindowPredictor(net, 3, (16, 48, 48), **kw).predict_logits(image)
     out = SlidingWindowPredictor(backend(path), 3, (16, 48, 48), **kw).predict_logits(image)
     assert np.abs(out - ref).max() < tol
+
+
+@pytest.mark.parametrize(
+    "installed, device, expected",
+    [
+        ({"onnx", "openvino", "onnxruntime"}, "cpu", "openvino"),
+        ({"onnx", "onnxruntime"}, "cpu", "onnxruntime"),
+        ({"openvino", "onnxruntime"}, "cpu", "torch"),  # no exporter package: no export possible
+        (set(), "cpu", "torch"),
+        ({"onnx", "openvino", "onnxruntime"}, "cuda", "torch"),
+    ],
+)
+def test_auto_runtime_picks_the_fastest_installed(monkeypatch, installed, device, expected):
+    import importlib.util
+
+    import flarelib.infer.sliding as sliding
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        sliding.importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (real("json") if name in installed else None)
+            if name in ("onnx", "openvino", "onnxruntime")
+            else real(name, *a)
+        ),
+    )
+    assert resolve_runtime("auto", device) == expected
+    assert resolve_runtime("onnxruntime", device) == "onnxruntime"  # explicit kinds pass through
 
 
 def test_cuda_half_precision_agrees_with_cpu_fp32():
