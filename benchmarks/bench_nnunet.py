@@ -22,6 +22,8 @@ Compared, each run in its own fresh process, runs interleaved, median of ``--run
 * nnU-Net defaults: step 0.5, Gaussian, mirroring on all three axes (8 passes per window);
 * ours with the same settings (step 0.5 on every axis, no window-count rule, mirror (0, 1, 2));
 * ours with the paper's settings (step rule: 0.5, or (1, 1, 0.5) beyond 20 windows; mirror (0, 2)).
+* on CPU, ours with the paper's settings on each installed exported runtime of ``--runtimes``
+  (default OpenVINO; export and compile outside the timed call).
 
 Reported: call time and ratio, softmax-probability max abs difference and argmax agreement against
 nnU-Net. Writes ``benchmarks/out/bench_nnunet.md``. Without the nnU-Net environment the script says

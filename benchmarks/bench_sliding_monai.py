@@ -1,6 +1,7 @@
 """Benchmark (a): our sliding-window predictor against MONAI's ``sliding_window_inference``.
 
     python benchmarks/bench_sliding_monai.py [--quick] [--runs 5] [--threads 0] [--model CKPT]
+        [--runtimes openvino onnxruntime]
 
 Same network and weights (the quick profile's thin U-Net, random He weights seeded, or ``--model``),
 same window (the quick profile's 24x64x64 by default), overlap / step 0.5 on every axis (our step
@@ -22,7 +23,9 @@ Reported:
   clamps its map to >= 1e-3; ours keeps the true Gaussian tails);
 * time: each run in its own fresh process (imports and model build excluded from the timed call,
   process wall time reported too), runs interleaved ours/MONAI, median of ``--runs`` (5);
-  ratio MONAI / ours.
+  ratio MONAI / ours;
+* ours also on each installed exported CPU runtime of ``--runtimes`` (``infer.runtime``; ONNX export
+  and compile count as model loading: outside the call time, inside the process wall time).
 
 Writes ``benchmarks/out/bench_sliding_monai.md``. ``--quick``: a tiny net and volume, one run each,
 to check that the script works (its timings mean nothing).
