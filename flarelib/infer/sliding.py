@@ -28,7 +28,12 @@ benchmark hand this very map to MONAI (``roi_weight_map``) so only the algorithm
 **Mirroring TTA.** For mirror axes ``A`` (array axes, (z, y, x) order), every one of the ``2^len(A)``
 subsets of ``A`` is applied: flip the window, predict, flip the logits back; the logits are averaged
 (nnU-Net v2). The paper mirrors axes (0, 2) only (4 passes per window); the authors' code all three
-(8 passes).
+(8 passes). A network trained with left/right flips that swap the paired labels
+(``train.swap_lr_labels``: 2<->13, 7<->8) names a kidney by its side of the image, so on an x-flipped
+window it answers "left" for the right kidney: after flipping its logits back, the paired channels
+must be swapped too (``lr_pairs``), or the two kidneys' logits average to a tie. ``lr_pairs`` is
+empty by default (nnU-Net and MONAI swap nothing) and :meth:`SlidingWindowPredictor.from_params`
+sets it from ``swap_lr_labels``.
 
 **Precision.** Logits and weights accumulate in float32 on every device. On CUDA with
 ``half_precision`` the forward pass runs under ``torch.autocast(float16)`` (the paper's half
@@ -59,6 +64,7 @@ import torch
 from torch import nn
 
 from flarelib.errors import FlareInputError
+from flarelib.labels import LR_PAIRS
 
 __all__ = [
     "OnnxRuntimeBackend",
@@ -402,6 +408,9 @@ class SlidingWindowPredictor:
         half_precision: fp16 autocast for the forward on CUDA; ignored on CPU (always fp32).
         pad_value: value for padding volumes smaller than the window (0 = mean of a z-scored volume).
         progress: show a tqdm bar over the windows.
+        lr_pairs: channel pairs swapped in the logits of every pass that flipped ``lr_axis``
+            (``flarelib.labels.LR_PAIRS`` for a network trained with ``swap_lr_labels``).
+        lr_axis: the left/right array axis (2: x of a (z, y, x) LPS volume).
     """
 
     def __init__(
@@ -419,6 +428,8 @@ class SlidingWindowPredictor:
         half_precision: bool = False,
         pad_value: float = 0.0,
         progress: bool = False,
+        lr_pairs: Sequence[tuple[int, int]] = (),
+        lr_axis: int = 2,
     ):
         self.device = torch.device(device)
         self.num_classes = int(num_classes)
@@ -444,6 +455,15 @@ class SlidingWindowPredictor:
         self.half_precision = bool(half_precision) and self.device.type == "cuda"
         self.pad_value = float(pad_value)
         self.progress = progress
+        self.lr_axis = int(lr_axis)
+        self.lr_permutation: list[int] | None = None
+        if lr_pairs:
+            perm = list(range(self.num_classes))
+            for a, b in lr_pairs:
+                if not (0 <= a < self.num_classes and 0 <= b < self.num_classes):
+                    raise FlareInputError("lr_pairs", f"pair {(a, b)} outside 0..{self.num_classes - 1}")
+                perm[a], perm[b] = b, a
+            self.lr_permutation = perm
         if isinstance(model_or_runtime, nn.Module):
             self.runtime: Callable[[torch.Tensor], torch.Tensor] = TorchBackend(
                 model_or_runtime, self.device, self.half_precision
@@ -463,8 +483,10 @@ class SlidingWindowPredictor:
         num_classes: int,
         device: torch.device | str = "cpu",
         progress: bool = False,
+        swap_lr_labels: bool = False,
     ) -> SlidingWindowPredictor:
-        """Build from an :class:`~flarelib.config.InferParams` section."""
+        """Build from an :class:`~flarelib.config.InferParams` section; ``swap_lr_labels``: the
+        network was trained with label-swapping left/right flips (``train.swap_lr_labels``)."""
         return cls(
             model_or_runtime,
             num_classes,
@@ -479,6 +501,7 @@ class SlidingWindowPredictor:
             half_precision=infer.half_precision,
             pad_value=getattr(infer, "pad_value", 0.0),
             progress=progress,
+            lr_pairs=LR_PAIRS if swap_lr_labels else (),
         )
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -507,6 +530,8 @@ class SlidingWindowPredictor:
             out = out.to(self.device, torch.float32)
             if dims:
                 out = torch.flip(out, dims)
+                if self.lr_permutation is not None and self.lr_axis in axes:
+                    out = out[:, self.lr_permutation]
             total = out if total is None else total + out
         assert total is not None
         if len(self.mirror_sets) > 1:

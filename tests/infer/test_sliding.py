@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from flarelib.config import InferParams
 from flarelib.errors import FlareInputError
 from flarelib.infer.sliding import (
     OnnxRuntimeBackend,
@@ -25,6 +26,7 @@ from flarelib.infer.sliding import (
     window_slices,
     window_steps,
 )
+from flarelib.labels import LR_PAIRS
 from flarelib.models.unet import UNet3D
 
 TINY = {"channels": (4, 8, 16, 16), "pool_zyx": ((1, 2, 2), (2, 2, 2), (2, 2, 2)), "num_ds_heads": 2}
@@ -181,6 +183,45 @@ def test_mirroring_matters_for_non_equivariant_net():
     plain = SlidingWindowPredictor(PositionalNet(), 3, (8, 12, 16), mirror_axes=()).predict_logits(image)
     tta = SlidingWindowPredictor(PositionalNet(), 3, (8, 12, 16), mirror_axes=(0, 2)).predict_logits(image)
     assert np.abs(plain - tta).max() > 1e-2
+
+
+class SideNet(torch.nn.Module):
+    """Names its output by image side, as a net trained with label-swapping L/R flips does: class 2
+    where intensity rises along x (axis 2), class 13 where it falls (14 channels, the rest 0)."""
+
+    def forward(self, x):
+        d = torch.zeros_like(x)
+        d[..., 1:-1] = x[..., 2:] - x[..., :-2]
+        out = torch.zeros(x.shape[0], 14, *x.shape[2:])
+        out[:, 2], out[:, 13] = d[:, 0], -d[:, 0]
+        return out
+
+
+@pytest.mark.parametrize("mirror_axes", [(2,), (0, 2), (0, 1, 2)])
+def test_lr_mirroring_swaps_the_paired_channels(mirror_axes):
+    x = np.arange(16, dtype=np.float32)
+    image = np.broadcast_to(x, (8, 12, 16)).copy()  # intensity rises along x everywhere
+    plain = SlidingWindowPredictor(SideNet(), 14, (8, 12, 16), mirror_axes=()).predict_logits(image)
+    inner = (slice(None), slice(None), slice(1, -1))
+    assert (plain.argmax(0)[inner] == 2).all()
+    swapped = SlidingWindowPredictor(
+        SideNet(), 14, (8, 12, 16), mirror_axes=mirror_axes, lr_pairs=LR_PAIRS
+    ).predict_logits(image)
+    np.testing.assert_allclose(swapped, plain, atol=1e-6)
+    # Without the swap the flipped passes vote for the other side: channels 2 and 13 tie.
+    unswapped = SlidingWindowPredictor(SideNet(), 14, (8, 12, 16), mirror_axes=mirror_axes).predict_logits(
+        image
+    )
+    np.testing.assert_allclose(unswapped[2][inner], unswapped[13][inner], atol=1e-6)
+
+
+def test_from_params_swaps_only_for_swap_trained_nets():
+    infer = InferParams(window_zyx=(8, 12, 16))
+    assert SlidingWindowPredictor.from_params(SideNet(), infer, 14).lr_permutation is None
+    perm = SlidingWindowPredictor.from_params(SideNet(), infer, 14, swap_lr_labels=True).lr_permutation
+    assert perm is not None and perm[2] == 13 and perm[13] == 2 and perm[7] == 8 and perm[1] == 1
+    with pytest.raises(FlareInputError, match="lr_pairs"):
+        SlidingWindowPredictor(SideNet(), 3, (8, 12, 16), lr_pairs=LR_PAIRS)
 
 
 def test_small_volume_padded_and_cropped():
