@@ -60,7 +60,7 @@ from flarelib.infer.postprocess import postprocess
 from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime, resolve_runtime
 from flarelib.io import Volume, read_image, reorient, reorient_to_lps, same_grid, write_image
 from flarelib.models.unet import UNet3D, unet_from_params
-from flarelib.preprocess import resample, resample_to_reference, zscore
+from flarelib.preprocess import ct_window, resample, resample_to_reference, zscore
 
 __all__ = [
     "STAGES",
@@ -236,6 +236,9 @@ class CasePredictor:
         progress: tqdm over the windows of each case.
         runtime_dir: where an ONNX export for ``infer.runtime`` onnxruntime/openvino goes
             (default: a temporary folder).
+        modality: ``"MR"`` (the default: z-score of the raw intensities) or ``"CT"`` (HU windowed
+            with ``preprocess.ct_window_level``/``ct_window_width`` to 0..255 first), as the
+            training volumes were normalised (:func:`flarelib.train.cli.load_train_volume`).
 
     ``runtime`` is the runtime actually used (``infer.runtime`` with ``auto`` resolved).
     """
@@ -248,7 +251,11 @@ class CasePredictor:
         progress: bool = False,
         runtime_dir: str | Path | None = None,
         load_seconds: float = 0.0,
+        modality: str = "MR",
     ):
+        if modality not in ("MR", "CT"):
+            raise FlareInputError("modality", f"unknown modality {modality!r}", "use MR or CT")
+        self.modality = modality
         self.device = _device(device)
         self.params = params
         self.model = model.eval().to(self.device)
@@ -264,7 +271,12 @@ class CasePredictor:
                 cache_dir=runtime_dir,
             )
         self.sliding = SlidingWindowPredictor.from_params(
-            runtime, params.infer, params.unet.num_classes, device=self.device, progress=progress
+            runtime,
+            params.infer,
+            params.unet.num_classes,
+            device=self.device,
+            progress=progress,
+            swap_lr_labels=params.train.swap_lr_labels,
         )
         self.load_seconds = float(load_seconds)
 
@@ -298,7 +310,11 @@ class CasePredictor:
 
         t = time.perf_counter()
         res = resample(lps, tuple(self.params.preprocess.target_spacing_zyx), is_label=False)
-        image = np.asarray(zscore(res.array), dtype=np.float32)
+        arr = res.array
+        if self.modality == "CT":
+            pre = self.params.preprocess
+            arr = ct_window(arr, pre.ct_window_level, pre.ct_window_width)
+        image = np.asarray(zscore(arr), dtype=np.float32)
         seconds["resample"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -469,6 +485,12 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         help="params file (default: the params saved with the checkpoint)",
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--modality",
+        choices=("MR", "CT"),
+        default="MR",
+        help="input modality: MR (default) or CT (HU, windowed as the CT training volumes were)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch default)")
     parser.add_argument("--timings", type=Path, metavar="CSV", help="write per-case stage timings here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -489,7 +511,12 @@ def _run_cli(args: argparse.Namespace) -> int:
         device = _device(args.device)
         model, params, _ = load_model(args.model, args.params, device=device)
         predictor = CasePredictor(
-            model, params, device, runtime_dir=tmp, load_seconds=time.perf_counter() - t0
+            model,
+            params,
+            device,
+            runtime_dir=tmp,
+            load_seconds=time.perf_counter() - t0,
+            modality=args.modality,
         )
         results = predict_paths(predictor, inputs, args.output, progress=progress, debug=args.debug)
     failed = [r for r in results if not r.ok]

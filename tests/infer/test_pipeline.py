@@ -142,6 +142,36 @@ class ThresholdNet(nn.Module):
         return out
 
 
+class SpyNet(ThresholdNet):
+    """ThresholdNet that keeps the windows it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("modality", ["MR", "CT"])
+def test_ct_inputs_are_windowed_as_in_training(modality):
+    from flarelib.preprocess import ct_window, zscore
+
+    rng = np.random.default_rng(3)
+    hu = rng.choice([-1000.0, 40.0, 60.0, 3000.0], size=(8, 16, 16)).astype(np.float32)
+    vol = Volume(hu, (3.0, 3.0, 3.0), (0.0, 0.0, 0.0), np.eye(3))
+    params = tiny_params(enabled=False)
+    params = dataclasses.replace(params, infer=dataclasses.replace(params.infer, mirror_axes=()))
+    spy = SpyNet()
+    CasePredictor(spy, params, device="cpu", modality=modality).predict_volume(vol)
+    expected = zscore(ct_window(hu, 40.0, 400.0)) if modality == "CT" else zscore(hu)
+    assert len(spy.seen) == 1  # the volume is exactly one window
+    np.testing.assert_allclose(spy.seen[0][0, 0].numpy(), expected, atol=1e-3)
+    with pytest.raises(FlareInputError, match="modality"):
+        CasePredictor(spy, params, device="cpu", modality="PET")
+
+
 def test_oblique_non_lps_round_trip_lands_on_the_input(tmp_path):
     vol, ball = oblique_ras_sphere()
     write_image(vol, tmp_path / "ball.nii.gz")
