@@ -169,6 +169,7 @@ class TrainParams:
     batch_labeled: int = 2
     batch_unlabeled: int = 2
     iterations: int = 150000
+    optimizer: Literal["sgd", "adam"] = "sgd"  # sgd: the paper's; adam: the CPU profiles' deviation
     lr: float = 0.01
     momentum: float = 0.99
     nesterov: bool = True

@@ -93,15 +93,21 @@ class MeanTeacher(TrainSystem):
         return {"student": self.student, "teacher": self.teacher}
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """``train.optimizer``: the paper's SGD (Nesterov, ``momentum``), or Adam (default betas), the
+        deviation of the CPU profiles (benchmarks/RESULTS.md: at a few hundred small patches the
+        paper's SGD learns only the liver). Both with ``weight_decay`` and the poly schedule."""
         p = self.params
-        self.optimizer = torch.optim.SGD(
-            self.student.parameters(),
-            lr=p.lr,
-            momentum=p.momentum,
-            nesterov=p.nesterov,
-            weight_decay=p.weight_decay,
-        )
-        return {"sgd": self.optimizer}
+        if p.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.student.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(
+                self.student.parameters(),
+                lr=p.lr,
+                momentum=p.momentum,
+                nesterov=p.nesterov,
+                weight_decay=p.weight_decay,
+            )
+        return {p.optimizer: self.optimizer}
 
     def learning_rate(self, name: str, iteration: int, total: int) -> float:
         return poly_lr(self.params.lr, iteration, total, self.params.poly_exponent)

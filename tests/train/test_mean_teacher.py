@@ -125,3 +125,18 @@ def test_training_step_moves_student_and_teacher_follows(make_unet, batch):
         assert torch.allclose(t, 0.5 * a + 0.5 * b, atol=1e-7)
         assert not t.requires_grad
     assert mt.teacher.training is False
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "extra"),
+    [("sgd", torch.optim.SGD, {"momentum": 0.99, "nesterov": True}), ("adam", torch.optim.Adam, {})],
+)
+def test_optimizer_follows_params(make_unet, name, kind, extra):
+    mt = MeanTeacher(make_unet(0), params=dataclasses.replace(PARAMS, optimizer=name, lr=0.003))
+    opts = mt.make_optimizers()
+    assert list(opts) == [name] and isinstance(opts[name], kind)
+    group = opts[name].param_groups[0]
+    assert group["lr"] == 0.003 and group["weight_decay"] == PARAMS.weight_decay
+    assert {k: group[k] for k in extra} == extra
+    student = {id(p) for p in mt.student.parameters()}
+    assert {id(p) for p in group["params"]} == student
