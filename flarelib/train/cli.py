@@ -88,28 +88,6 @@ def _resample(vol: Any, spacing_zyx: Sequence[float], is_label: bool) -> Any:
     return resample(vol, tuple(spacing_zyx), is_label=is_label)
 
 
-def zscore(arr: np.ndarray) -> np.ndarray:
-    """(x - mean) / std over the whole volume, float32 (a constant volume becomes zeros)."""
-    arr = np.asarray(arr, dtype=np.float32)
-    std = float(arr.std())
-    return ((arr - float(arr.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
-
-
-def ct_to_0_255(arr: np.ndarray, level: float, width: float) -> np.ndarray:
-    """CT window [level - width/2, level + width/2] HU scaled to 0..255 (float32)."""
-    lo = level - width / 2.0
-    return (np.clip((np.asarray(arr, np.float32) - lo) / width, 0.0, 1.0) * 255.0).astype(np.float32)
-
-
-def mr_to_0_255(
-    arr: np.ndarray, mode: str = "zscore_minmax", percentiles: Sequence[float] = (0.5, 99.5)
-) -> np.ndarray:
-    """MR scaled to 0..255: min-max (z-scoring first changes nothing), or percentile clip + min-max."""
-    a = np.asarray(arr, np.float32)
-    lo, hi = np.percentile(a, percentiles) if mode == "percentile" else (a.min(), a.max())
-    return (np.clip((a - lo) / max(float(hi - lo), 1e-6), 0, 1) * 255.0).astype(np.float32)
-
-
 def load_train_volume(
     case: Any, spacing_zyx: Sequence[float], intensity: str = "zscore", preprocess: Any = None
 ) -> TrainVolume:
@@ -120,6 +98,7 @@ def load_train_volume(
     ``preprocess`` params section).
     """
     from flarelib.data.layout import load_case
+    from flarelib.preprocess import ct_window, mr_scale, zscore
 
     image, label = load_case(case)
     image = _resample(image, spacing_zyx, is_label=False)
@@ -130,12 +109,12 @@ def load_train_volume(
             # air/body contrast dominates the std and soft-tissue contrast shrinks to ~0.1 units.
             level = preprocess.ct_window_level if preprocess is not None else 40.0
             width = preprocess.ct_window_width if preprocess is not None else 400.0
-            arr = ct_to_0_255(arr, level, width)
+            arr = ct_window(arr, level, width)
         arr = zscore(arr)
     elif intensity == "ct255":
-        arr = ct_to_0_255(arr, preprocess.ct_window_level, preprocess.ct_window_width)
+        arr = ct_window(arr, preprocess.ct_window_level, preprocess.ct_window_width)
     elif intensity == "mr255":
-        arr = mr_to_0_255(arr, preprocess.mr_scaling, preprocess.mr_percentiles)
+        arr = mr_scale(arr, preprocess.mr_scaling, tuple(preprocess.mr_percentiles))
     lab = None
     annotated = None
     if label is not None:
