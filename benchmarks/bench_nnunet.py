@@ -2,6 +2,7 @@
 
     python benchmarks/bench_nnunet.py [--quick] [--runs 5] [--nnunet-python /tmp/nnunet-venv/bin/python]
                                       [--device cpu|cuda] [--model CKPT]
+                                      [--case IMAGE --label LABEL --modality CT|MR]
 
 nnU-Net v2 lives in its own virtual environment (it would otherwise pull a CUDA torch into ours;
 DESIGN.md). Set it up once (about a minute on an idle machine; torch pinned to ours)::
@@ -26,8 +27,13 @@ Compared, each run in its own fresh process, runs interleaved, median of ``--run
   (default OpenVINO; export and compile outside the timed call).
 
 Reported: call time and ratio, softmax-probability max abs difference and argmax agreement against
-nnU-Net. Writes ``benchmarks/out/bench_nnunet.md``. Without the nnU-Net environment the script says
-how to make it and exits 0.
+nnU-Net. With a trained ``--model`` and a labelled ``--case``/``--label`` (read, reoriented to LPS,
+resampled to the model's spacing and normalised as ``flarelib predict`` does; the label by nearest
+neighbour), also the Dice of each predictor's argmax (no post-processing) for every organ in the
+label; ours with the paper's settings then swaps the L/R paired channels of x-mirrored passes when
+the model was trained with ``swap_lr_labels`` (as ``flarelib predict`` does), nnU-Net cannot.
+Writes ``benchmarks/out/bench_nnunet.md``. Without the nnU-Net environment the script says how to
+make it and exits 0.
 """
 
 from __future__ import annotations
@@ -135,6 +141,7 @@ def worker(job: dict) -> dict:
             sigma_scale=0.125,
             device=device,
             half_precision=True,
+            lr_pairs=[tuple(p) for p in job.get("lr_pairs", [])] if paper else (),
         )
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -146,6 +153,53 @@ def worker(job: dict) -> dict:
     if job.get("save"):
         np.save(job["save"], out.astype(np.float32))
     return {"seconds": seconds, "forward_passes": passes, "version": version}
+
+
+def labelled_case(image_path: Path, label_path: Path | None, modality: str, params) -> tuple:
+    """(z-scored image, label or None, description) on the model's grid, as ``flarelib predict``
+    prepares a case (LPS, ``preprocess.target_spacing_zyx``, CT window for CT, z-score)."""
+    from flarelib.io import read_image, read_label, reorient_to_lps
+    from flarelib.preprocess import ct_window, resample, zscore
+
+    spacing = tuple(params.preprocess.target_spacing_zyx)
+    vol, _ = reorient_to_lps(read_image(image_path))
+    vol = resample(vol, spacing, is_label=False)
+    arr = vol.array
+    if modality == "CT":
+        arr = ct_window(arr, params.preprocess.ct_window_level, params.preprocess.ct_window_width)
+    label = None
+    if label_path is not None:
+        lab, _ = reorient_to_lps(read_label(label_path))
+        label = resample(lab, spacing, is_label=True).array
+        if label.shape != vol.shape:
+            raise SystemExit(f"{label_path}: label grid {label.shape} differs from the image's {vol.shape}")
+    return zscore(arr), label, f"{image_path.name} ({modality}) resampled to {vol.shape}"
+
+
+def _organ_dice(probs: np.ndarray, label: np.ndarray) -> dict[int, float]:
+    pred = probs.argmax(0)
+    out = {}
+    for o in sorted(int(v) for v in np.unique(label) if v > 0):
+        g, p = label == o, pred == o
+        out[o] = 2.0 * float((g & p).sum()) / float(g.sum() + p.sum())
+    return out
+
+
+def _dsc_cell(probs: np.ndarray, label: np.ndarray | None) -> str:
+    return "-" if label is None else f"{np.mean(list(_organ_dice(probs, label).values())):.4f}"
+
+
+def _dsc_table(tmp: Path, jobs: dict, label: np.ndarray) -> list[str]:
+    from flarelib.labels import SHORT_NAMES
+
+    dices = {k: _organ_dice(np.load(tmp / f"{k}.npy"), label) for k in jobs}
+    organs = list(dices["nnunet"])
+    rows = [
+        "| predictor | " + " | ".join(SHORT_NAMES[o] for o in organs) + " |",
+        "|---" * (len(organs) + 1) + "|",
+    ]
+    rows += [f"| {k} | " + " | ".join(f"{d[o]:.3f}" for o in organs) + " |" for k, d in dices.items()]
+    return rows
 
 
 def nnunet_ok(python: str) -> str | None:
@@ -171,6 +225,10 @@ def main() -> int:
     ap.add_argument("--window", type=int, nargs=3, default=(24, 64, 64))
     ap.add_argument("--spacing", type=float, nargs=3, default=(4.0, 3.0, 3.0))
     ap.add_argument("--model", type=Path, help="a flarelib checkpoint instead of random weights")
+    ap.add_argument("--params", type=Path, help="the model's params file (default: with the checkpoint)")
+    ap.add_argument("--case", type=Path, help="a labelled image instead of the phantom MR volume")
+    ap.add_argument("--label", type=Path, help="the label of --case: Dice per predictor")
+    ap.add_argument("--modality", choices=("MR", "CT"), default="MR", help="of --case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--runtimes",
@@ -199,16 +257,29 @@ def main() -> int:
             args.runs,
         )
     tmp = Path(tempfile.mkdtemp(prefix="bench-nnunet-"))
+    lr_pairs: list = []
     if args.model:
         from flarelib.infer.pipeline import load_model
+        from flarelib.labels import LR_PAIRS
 
-        net, params, _ = load_model(args.model)
+        net, params, _ = load_model(args.model, args.params)
         net_desc = f"{args.model} ({params.unet.channels})"
+        if not args.quick:
+            window = tuple(params.infer.window_zyx)
+        lr_pairs = [list(p) for p in LR_PAIRS] if params.train.swap_lr_labels else []
     else:
         net = build_unet(channels, pools, seed=args.seed)
         net_desc = f"random He-initialised U-Net, channels {channels}"
     spec = save_net(net, tmp)
-    image, source = bench_volume(shape, tuple(args.spacing), prefer_phantom=not args.quick, seed=args.seed)
+    label = None
+    if args.case is not None:
+        if not args.model:
+            ap.error("--case needs --model (a trained network)")
+        image, label, source = labelled_case(args.case, args.label, args.modality, params)
+    else:
+        image, source = bench_volume(
+            shape, tuple(args.spacing), prefer_phantom=not args.quick, seed=args.seed
+        )
     np.save(tmp / "volume.npy", image)
     base = {
         "net": spec.__dict__,
@@ -216,6 +287,7 @@ def main() -> int:
         "window": list(window),
         "threads": args.threads,
         "device": args.device,
+        "lr_pairs": lr_pairs,
     }
     jobs = {
         "nnunet": args.nnunet_python,
@@ -255,21 +327,28 @@ def main() -> int:
         f"Network: {net_desc} (the same module and weights in both predictors); window {window}; "
         f"volume: {source}.",
         "",
-        f"| predictor | settings | forward passes | median time (s), {runs} runs | ratio vs nnU-Net | max abs prob diff | argmax agreement (%) |",  # noqa: E501
-        "|---|---|---|---|---|---|---|",
+        f"| predictor | settings | forward passes | median time (s), {runs} runs | ratio vs nnU-Net | max abs prob diff | argmax agreement (%) | mean DSC |",  # noqa: E501
+        "|---|---|---|---|---|---|---|---|",
         f"| nnU-Net v2 | step 0.5, Gaussian, mirror (0, 1, 2), fp16 accumulators | {info['nnunet']['forward_passes']} "  # noqa: E501
-        f"| {med['nnunet']:.3f} | 1.00x | - | - |",
+        f"| {med['nnunet']:.3f} | 1.00x | - | - | {_dsc_cell(ref, label)} |",
     ]
     for k, settings in (
         ("ours_nnunet_settings", "step 0.5, Gaussian, mirror (0, 1, 2), fp32 accumulators"),
-        ("ours_paper", "paper: step rule (1, 1, 0.5) beyond 20 windows, mirror (0, 2)"),
+        (
+            "ours_paper",
+            "paper: step rule (1, 1, 0.5) beyond 20 windows, mirror (0, 2)"
+            + (", L/R channel swap" if lr_pairs else ""),
+        ),
         *((k, f"paper settings, exported runtime {rt}") for k, rt in runtimes.items()),
     ):
         a = agreement(np.load(tmp / f"{k}.npy"), ref)
         lines.append(
             f"| flarelib | {settings} | {info[k]['forward_passes']} | {med[k]:.3f} | {med[k] / med['nnunet']:.2f}x "  # noqa: E501
-            f"| {a['max_abs_prob_diff']:.2e} | {a['argmax_agreement_pct']:.4f} |"
+            f"| {a['max_abs_prob_diff']:.2e} | {a['argmax_agreement_pct']:.4f} | "
+            f"{_dsc_cell(np.load(tmp / f'{k}.npy'), label)} |"
         )
+    if label is not None:
+        lines += ["", "Dice per organ (argmax, no post-processing):", "", *_dsc_table(tmp, jobs, label)]
     text = "\n".join(lines)
     print()
     print(text)

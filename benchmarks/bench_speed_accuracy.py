@@ -155,7 +155,8 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sa-") as tmp:
         for step, mirror, prec, cfg in configs:
-            predictor = CasePredictor(model, cfg, device, runtime_dir=tmp)
+            modality = "CT" if args.role == "ct_labeled" else "MR"
+            predictor = CasePredictor(model, cfg, device, runtime_dir=tmp, modality=modality)
             t_pred, t_case, dsc, nsd, windows, passes = [], [], [], [], [], []
             for name, image, label in cases:
                 seconds: dict[str, float] = {}
