@@ -221,6 +221,18 @@ def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
     )
 
 
+def augment_config(train_params: Any) -> Any:
+    """The :class:`~flarelib.train.augment.AugmentConfig` of ``train.augmentation``: ``nnunet``
+    (every transform at its default probability) or ``none`` (plain crops); both honour
+    ``train.swap_lr_labels``."""
+    from flarelib.train.augment import AugmentConfig
+
+    swap = train_params.swap_lr_labels
+    if train_params.augmentation == "none":
+        return AugmentConfig.none(swap_lr_labels=swap)
+    return AugmentConfig(swap_lr_labels=swap)
+
+
 def train_segmentation(
     params: Any,
     stage: str,
@@ -239,7 +251,6 @@ def train_segmentation(
     import torch
 
     from flarelib.models.unet import required_divisor, unet_from_params
-    from flarelib.train.augment import AugmentConfig
     from flarelib.train.loop import setup_distributed, train
     from flarelib.train.mean_teacher import MeanTeacher
     from flarelib.train.sampling import SegmentationBatches
@@ -270,7 +281,7 @@ def train_segmentation(
         batch_labeled=t.batch_labeled,
         batch_unlabeled=t.batch_unlabeled,
         foreground_oversample=t.foreground_oversample,
-        augment=AugmentConfig(swap_lr_labels=t.swap_lr_labels),
+        augment=augment_config(t),
         seed=seed,
         rank=info.rank,
     )

@@ -11,7 +11,7 @@ import yaml
 from flarelib.errors import FlareInputError
 from flarelib.io import Volume, write_image
 from flarelib.train.checkpoint import load_checkpoint
-from flarelib.train.cli import add_cli, run_stage, stage_seed, training_hash
+from flarelib.train.cli import add_cli, augment_config, run_stage, stage_seed, training_hash
 
 
 def _write_dataset(root):
@@ -155,3 +155,21 @@ def test_stage_seed_and_hash_depend_on_the_stage(tmp_path):
     p = Params()
     assert stage_seed(1, "a") != stage_seed(1, "b") and stage_seed(1, "a") == stage_seed(1, "a")
     assert training_hash(p, "mt_stage1") != training_hash(p, "mt_stage2")
+
+
+def test_augmentation_switch():
+    import dataclasses
+
+    from flarelib.config import TrainParams
+    from flarelib.train.augment import AugmentConfig
+
+    assert augment_config(TrainParams()) == AugmentConfig()
+    none = augment_config(dataclasses.replace(TrainParams(), augmentation="none", swap_lr_labels=False))
+    assert none == AugmentConfig.none(swap_lr_labels=False)
+    assert none.p_mirror == 0 and none.p_rotation == 0 and none.p_gamma == 0
+    # a different augmentation is a different training: its hash differs, so no resume across it
+    from flarelib.config import Params
+
+    p = Params()
+    q = dataclasses.replace(p, train=dataclasses.replace(p.train, augmentation="none"))
+    assert training_hash(p, "student") != training_hash(q, "student")
