@@ -52,7 +52,7 @@ def _cases(params):
     return discover(params)
 
 
-def convergence_params(iterations: int, validate_every: int = 0):
+def convergence_params(iterations: int, validate_every: int = 0, augmentation: str = "nnunet"):
     """The smoke phantom with the quick profile's U-Net, optimiser, patch and window."""
     quick = _params("quick")
     return _params(
@@ -66,13 +66,20 @@ def convergence_params(iterations: int, validate_every: int = 0):
             "validate_every": validate_every or iterations,
             "checkpoint_every": iterations,
             "num_workers": 1,
+            "augmentation": augmentation,
         },
         infer={"window_zyx": list(quick.infer.window_zyx)},
     )
 
 
-def convergence(iterations: int, validate_every: int, lines: list[str], keep: Path | None = None) -> None:
-    params = convergence_params(iterations, validate_every)
+def convergence(
+    iterations: int,
+    validate_every: int,
+    lines: list[str],
+    keep: Path | None = None,
+    augmentation: str = "nnunet",
+) -> None:
+    params = convergence_params(iterations, validate_every, augmentation)
     cases = _cases(params)
     spacing = params.preprocess.target_spacing_zyx
     ct = cases["ct_manual"] + cases["ct_pseudo"]
@@ -103,7 +110,8 @@ def convergence(iterations: int, validate_every: int, lines: list[str], keep: Pa
         f"Smoke phantom (6 x 4 x 4 mm), {len(labeled)} labelled CT + {len(unlabeled)} unlabelled MR, "
         f"held out: {', '.join(c.case_id for c in held_out)}; the quick profile's U-Net "
         f"{list(params.unet.channels)}, {params.train.optimizer} lr {params.train.lr}, patch "
-        f"{'x'.join(map(str, params.train.patch_zyx))}, batch 2+2, {iterations} iterations in "
+        f"{'x'.join(map(str, params.train.patch_zyx))}, batch 2+2, augmentation "
+        f"{params.train.augmentation}, {iterations} iterations in "
         f"{seconds:.0f} s (validation included).",
         f"Loss {first:.3f} (first iteration) -> {last:.3f} (mean of the last 10).",
         "",
@@ -244,6 +252,7 @@ def main() -> int:
     ap.add_argument("--part", default="all", choices=("all", "convergence", "cyclegan", "throughput"))
     ap.add_argument("--iterations", type=int, default=300, help="convergence iterations")
     ap.add_argument("--validate-every", type=int, default=0, help="convergence: 0 = at the end only")
+    ap.add_argument("--augmentation", choices=("nnunet", "none"), default="nnunet", help="convergence")
     ap.add_argument("--keep", type=Path, help="convergence: copy the trained model and its params here")
     ap.add_argument("--gan-iterations", type=int, default=300)
     ap.add_argument("--tp-iterations", type=int, default=12)
@@ -258,7 +267,7 @@ def main() -> int:
     if args.part in ("all", "throughput"):
         throughput(args.tp_iterations, lines)
     if args.part in ("all", "convergence"):
-        convergence(args.iterations, args.validate_every, lines, args.keep)
+        convergence(args.iterations, args.validate_every, lines, args.keep, args.augmentation)
     if args.part in ("all", "cyclegan"):
         cyclegan(args.gan_iterations, lines)
     text = "\n".join(lines)
