@@ -180,7 +180,8 @@ def _loop_config(
 
 def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
     """Dice on whole labelled volumes with :class:`flarelib.infer.sliding.SlidingWindowPredictor`
-    (``infer`` params, no mirroring: a training-time check), or the loop's tiled fallback."""
+    (``infer`` params, no mirroring: a training-time check). Not the loop's non-overlapping tiles:
+    those hide much of what a net has learned (benchmarks/RESULTS.md, convergence diagnostics)."""
     from flarelib.labels import NUM_CLASSES
     from flarelib.models.unet import required_divisor
     from flarelib.train.loop import dice_validator
@@ -190,12 +191,7 @@ def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
         vols = vols[: params.train.validation_cases]
     if not vols:
         return None
-    try:
-        from flarelib.infer.sliding import SlidingWindowPredictor
-    except ImportError:
-        SlidingWindowPredictor = None
-    if SlidingWindowPredictor is None:
-        return dice_validator(vols, params.infer.window_zyx, required_divisor(params.unet.pool_zyx))
+    from flarelib.infer.sliding import SlidingWindowPredictor
 
     inf = params.infer
 
