@@ -3,6 +3,10 @@
 Each command lives in the module that does the work; that module's ``add_cli(subparsers)`` registers
 it with a handler ``args.func(args) -> int`` (the exit status). Bad input (:class:`FlareInputError`)
 is printed as one line without a traceback and exits with status 2.
+
+Only the module of the command being run is imported: several of them import torch, which takes
+seconds, so ``flarelib --help`` lists the commands from :data:`COMMANDS` (a test keeps that table
+equal to what the modules register).
 """
 
 from __future__ import annotations
@@ -14,32 +18,63 @@ import sys
 from flarelib import __version__
 from flarelib.errors import FlareInputError
 
-#: Modules that register commands, in the order ``--help`` lists them.
-COMMAND_MODULES = (
-    "flarelib.data.phantom.generate",
-    "flarelib.data.check",
-    "flarelib.notebook_runner",
-    "flarelib.train.cli",
-    "flarelib.infer.pipeline",
-    "flarelib.evaluate.metrics",
-    "flarelib.params_cli",
-)
+#: Module -> the commands its ``add_cli`` registers, with their one-line help, in ``--help`` order.
+COMMANDS: dict[str, dict[str, str]] = {
+    "flarelib.data.phantom.generate": {
+        "generate": "write the procedural multi-sequence phantom (FLARE24 layout + diagnostics)",
+    },
+    "flarelib.data.check": {
+        "check-data": (
+            "check a dataset (files readable, labels present and on the image grid, sequences complete)"
+        ),
+    },
+    "flarelib.notebook_runner": {
+        "run": "execute stage notebooks with papermill into outputs/",
+        "reproduce": "every stage notebook for every run in params/runs",
+    },
+    "flarelib.train.cli": {
+        "train": "train one stage (CycleGAN, Mean Teacher or supervised U-Net); resumes its checkpoint",
+    },
+    "flarelib.infer.pipeline": {
+        "predict": "segment MR/CT volumes with a trained model (sliding window + post-processing)",
+    },
+    "flarelib.evaluate.metrics": {
+        "evaluate": "FLARE24-exact DSC/NSD of predictions against ground-truth labels",
+    },
+    "flarelib.params_cli": {
+        "params": "print the resolved params of a run (strictly checked)",
+    },
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The command named in ``argv`` (its first word that is not an option), or None."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None, *, load_all: bool = False) -> argparse.ArgumentParser:
+    """The parser; imports only the module of the command in ``argv`` (every module: ``load_all``)."""
     parser = argparse.ArgumentParser(
         prog="flarelib",
         description="flare-study: FLARE24 Task 3 (CT-labelled, MR-unlabelled abdominal organ segmentation).",
     )
     parser.add_argument("--version", action="version", version=f"flarelib {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_cli(sub)
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    for module, commands in COMMANDS.items():
+        if load_all or command in commands:
+            importlib.import_module(module).add_cli(sub)
+        else:  # listed for --help; never parsed, since its name is not the command being run
+            for name, help_text in commands.items():
+                sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
