@@ -228,7 +228,7 @@ class InferParams:
     half_precision: bool = True  # CUDA only; CPU runs fp32
     windows_per_batch: int = 1
     weights: Literal["teacher", "student"] = "teacher"
-    runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "torch"
+    runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "auto"
     pad_value: float = 0.0  # pads volumes smaller than the window (z-scored space: 0 = mean)
 
 

@@ -133,6 +133,17 @@ def test_all_good_exit_zero_single_file_output(tmp_path, model_file, capsys):
     assert_exact_grid(read_label(tmp_path / "seg" / "mask.nii.gz"), read_image(tmp_path / "case.nii"), 1e-9)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "auto"])
+def test_predict_runtime_option_overrides_the_params(tmp_path, model_file, capsys, runtime):
+    from flarelib.infer.sliding import resolve_runtime
+
+    vol, _ = oblique_ras_sphere((12, 20, 18))
+    write_image(vol, tmp_path / "case.nii")
+    args = [str(tmp_path / "case.nii"), str(tmp_path / "out.nii.gz"), "--model", str(model_file)]
+    assert main([*args, "--no-progress", "--runtime", runtime]) == 0
+    assert f"cpu {resolve_runtime(runtime, 'cpu')})" in capsys.readouterr().err
+
+
 class ThresholdNet(nn.Module):
     """Class 1 where the (z-scored) image is above its mean: the prediction is the bright ball."""
 
@@ -162,7 +173,9 @@ def test_ct_inputs_are_windowed_as_in_training(modality):
     hu = rng.choice([-1000.0, 40.0, 60.0, 3000.0], size=(8, 16, 16)).astype(np.float32)
     vol = Volume(hu, (3.0, 3.0, 3.0), (0.0, 0.0, 0.0), np.eye(3))
     params = tiny_params(enabled=False)
-    params = dataclasses.replace(params, infer=dataclasses.replace(params.infer, mirror_axes=()))
+    # torch runtime: the spy records the windows it is called with (an export would trace it once)
+    infer = dataclasses.replace(params.infer, mirror_axes=(), runtime="torch")
+    params = dataclasses.replace(params, infer=infer)
     spy = SpyNet()
     CasePredictor(spy, params, device="cpu", modality=modality).predict_volume(vol)
     expected = zscore(ct_window(hu, 40.0, 400.0)) if modality == "CT" else zscore(hu)
@@ -233,7 +246,8 @@ def test_auto_runtime_is_resolved_recorded_and_agrees_with_torch(model_file):
 
     model, params, _ = load_model(model_file)
     vol, _ = oblique_ras_sphere((12, 20, 18))
-    ref = CasePredictor(model, params, device="cpu")
+    torch_params = dataclasses.replace(params, infer=dataclasses.replace(params.infer, runtime="torch"))
+    ref = CasePredictor(model, torch_params, device="cpu")
     auto_params = dataclasses.replace(params, infer=dataclasses.replace(params.infer, runtime="auto"))
     auto = CasePredictor(model, auto_params, device="cpu")
     assert ref.runtime == "torch"
