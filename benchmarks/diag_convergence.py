@@ -105,8 +105,14 @@ def main() -> int:
     ap.add_argument("--body-norm", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--patch", type=int, nargs=3, default=list(PATCH), metavar=("Z", "Y", "X"))
-    ap.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
-                    help="resample the phantom to this spacing in mm (default: the smoke profile's)")
+    ap.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("Z", "Y", "X"),
+        help="resample the phantom to this spacing in mm (default: the smoke profile's)",
+    )
     ap.add_argument("--tiles", action="store_true", help="evaluate by non-overlapping tiles (the old way)")
     ap.add_argument("--save", default=None, help="write the final weights here (state_dict)")
     args = ap.parse_args()

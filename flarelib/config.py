@@ -230,6 +230,7 @@ class InferParams:
     weights: Literal["teacher", "student"] = "teacher"
     runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "auto"
     pad_value: float = 0.0  # pads volumes smaller than the window (z-scored space: 0 = mean)
+    placement: Literal["even", "monai"] = "even"  # even: nnU-Net's (the paper's); monai: MONAI's
 
 
 @dataclasses.dataclass(frozen=True)

@@ -135,20 +135,44 @@ def _steps_1d(size: int, window: int, fraction: float) -> list[int]:
     return [round(actual * i) for i in range(n)]
 
 
+def _steps_1d_monai(size: int, window: int, fraction: float) -> list[int]:
+    """MONAI's window starts on one axis (``sliding_window_inference`` with overlap ``1 - fraction``):
+    every ``int(window * fraction)`` voxels, the last window moved back to end at the border."""
+    if size <= window:
+        return [0]
+    interval = max(int(window * fraction), 1)
+    starts: list[int] = []
+    for start in itertools.count(0, interval):
+        if start + window >= size:
+            starts.append(size - window)
+            return starts
+        starts.append(start)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Window placements: nnU-Net's (the paper's; windows spread evenly between the borders) and MONAI's.
+PLACEMENTS = {"even": _steps_1d, "monai": _steps_1d_monai}
+
+
 def plan_windows(
     shape_zyx: Sequence[int],
     window_zyx: Sequence[int],
     step: float = 0.5,
     max_windows: int = 20,
     rule_fractions: Sequence[float] = (1.0, 1.0, 0.5),
+    placement: str = "even",
 ) -> tuple[list[list[int]], tuple[float, float, float]]:
     """Window starts per axis and the step fractions (z, y, x) that produced them.
 
     ``shape_zyx`` is the (padded) volume shape; an axis smaller than the window counts as the window
     size (one window, the volume is padded). Step ``step`` on every axis; if that needs more than
     ``max_windows`` windows (``max_windows <= 0`` disables the rule) the per-axis ``rule_fractions``
-    are used instead.
+    are used instead. ``placement``: ``"even"`` (nnU-Net's, the paper's) or ``"monai"`` (MONAI's
+    ``sliding_window_inference``, to reproduce its outputs exactly).
     """
+    if placement not in PLACEMENTS:
+        raise FlareInputError("infer.placement", f"unknown placement {placement!r}", "use even or monai")
+    steps_1d = PLACEMENTS[placement]
     shape = [max(int(s), int(w)) for s, w in zip(shape_zyx, window_zyx, strict=True)]
     window = [int(w) for w in window_zyx]
     if not 0 < step <= 1 or not all(0 < f <= 1 for f in rule_fractions):
@@ -156,10 +180,10 @@ def plan_windows(
             "infer params", f"step fractions must be in (0, 1], got step={step}, rule={tuple(rule_fractions)}"
         )
     fractions = (float(step),) * 3
-    steps = [_steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
+    steps = [steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
     if max_windows > 0 and math.prod(len(s) for s in steps) > max_windows:
         fractions = tuple(float(f) for f in rule_fractions)  # type: ignore[assignment]
-        steps = [_steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
+        steps = [steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
     return steps, fractions  # type: ignore[return-value]
 
 
@@ -411,6 +435,8 @@ class SlidingWindowPredictor:
         lr_pairs: channel pairs swapped in the logits of every pass that flipped ``lr_axis``
             (``flarelib.labels.LR_PAIRS`` for a network trained with ``swap_lr_labels``).
         lr_axis: the left/right array axis (2: x of a (z, y, x) LPS volume).
+        placement: ``"even"`` (nnU-Net's window starts, the paper's) or ``"monai"`` (MONAI's
+            ``sliding_window_inference``; :func:`plan_windows`).
     """
 
     def __init__(
@@ -430,6 +456,7 @@ class SlidingWindowPredictor:
         progress: bool = False,
         lr_pairs: Sequence[tuple[int, int]] = (),
         lr_axis: int = 2,
+        placement: str = "even",
     ):
         self.device = torch.device(device)
         self.num_classes = int(num_classes)
@@ -445,6 +472,9 @@ class SlidingWindowPredictor:
                 f"window {self.window_zyx} is not a multiple of the network's divisor {tuple(divisor)}",
                 "choose a window whose sizes are multiples of required_divisor(unet.pool_zyx)",
             )
+        if placement not in PLACEMENTS:
+            raise FlareInputError("infer.placement", f"unknown placement {placement!r}", "use even or monai")
+        self.placement = placement
         self.step = float(step)
         self.max_windows = int(max_windows)
         self.rule_fractions = tuple(float(f) for f in rule_fractions)
@@ -502,6 +532,7 @@ class SlidingWindowPredictor:
             pad_value=getattr(infer, "pad_value", 0.0),
             progress=progress,
             lr_pairs=LR_PAIRS if swap_lr_labels else (),
+            placement=getattr(infer, "placement", "even"),
         )
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -552,7 +583,7 @@ class SlidingWindowPredictor:
         img = img.to(self.device, torch.float32)
         padded, crop = self._pad(img)
         steps, fractions = plan_windows(
-            padded.shape, self.window_zyx, self.step, self.max_windows, self.rule_fractions
+            padded.shape, self.window_zyx, self.step, self.max_windows, self.rule_fractions, self.placement
         )
         boxes = window_slices(steps, self.window_zyx)
         self.last_forward_passes = 0

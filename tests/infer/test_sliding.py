@@ -277,6 +277,46 @@ def test_agrees_with_monai_sliding_window_inference():
     assert np.abs(out - ref).max() < 1e-4
 
 
+def test_monai_placement_is_monais_window_starts():
+    monai_utils = pytest.importorskip("monai.inferers.utils", reason="MONAI not installed")
+    from monai.data.utils import dense_patch_slices
+
+    for size, window in itertools.product((8, 9, 16, 17, 23, 40, 41, 97), (8, 15, 16)):
+        image_size = (size, max(size, window), 1)
+        roi = (window, window, 1)
+        interval = monai_utils._get_scan_interval(image_size, roi, 3, (0.5, 0.5, 0.5))
+        ref = sorted({s[0].start for s in dense_patch_slices(image_size, roi, interval)})
+        ours, _ = plan_windows((size, 1, 1), (window, 1, 1), 0.5, 0, placement="monai")
+        assert ours[0] == (ref if size > window else [0]), (size, window)
+    with pytest.raises(FlareInputError, match="placement"):
+        plan_windows((20, 20, 20), (8, 8, 8), placement="middle")
+
+
+def test_monai_placement_reproduces_monai_on_any_volume():
+    """Sizes where nnU-Net's and MONAI's window starts differ: with ``placement="monai"`` the whole
+    volume agrees with ``sliding_window_inference``, with the default placement it does not."""
+    monai_utils = pytest.importorskip("monai.inferers.utils", reason="MONAI not installed")
+    net = tiny_unet(num_classes=4)
+    window = (8, 16, 16)
+    image = np.random.default_rng(5).normal(size=(19, 45, 37)).astype(np.float32)
+    with torch.no_grad():
+        ref = monai_utils.sliding_window_inference(
+            torch.from_numpy(image)[None, None],
+            window,
+            1,
+            net,
+            overlap=0.5,
+            mode="gaussian",
+            sigma_scale=0.125,
+            roi_weight_map=gaussian_importance_map(window, 0.125),
+        )[0].numpy()
+    kw = {"step": 0.5, "max_windows": 0, "mirror_axes": ()}
+    monai_like = SlidingWindowPredictor(net, 4, window, placement="monai", **kw).predict_logits(image)
+    even = SlidingWindowPredictor(net, 4, window, **kw).predict_logits(image)
+    assert np.abs(monai_like - ref).max() < 1e-4
+    assert np.abs(even - ref).max() > 1e-3
+
+
 # --------------------------------------------------------------------------------------------------
 # Exported runtimes
 # --------------------------------------------------------------------------------------------------
