@@ -213,15 +213,18 @@ def main() -> int:
     # Window placement: MONAI steps int(window * 0.5) and clamps the last window to the border;
     # nnU-Net/ours spread the windows evenly. Ours with MONAI's placement isolates everything else
     # (padding, Gaussian, accumulation, border windows) on the whole volume.
-    run_worker(SCRIPT, {**jobs["ours"], "placement": "monai", "save": str(tmp / "ours_monai_placement.npy")})
+    ours_jobs = [k for k in jobs if k.startswith("ours")]
+    for k in ours_jobs:
+        run_worker(SCRIPT, {**jobs[k], "placement": "monai", "save": str(tmp / f"{k}_monai_placement.npy")})
     ours = np.load(tmp / "ours.npy")
     agree = {k: agreement(ours, np.load(tmp / f"{k}.npy")) for k in ("monai", "monai_our_map")}
     for k in jobs:
         if k.startswith("ours_"):
             agree[k] = agreement(np.load(tmp / f"{k}.npy"), np.load(tmp / "monai.npy"))
-    agree["placement"] = agreement(
-        np.load(tmp / "ours_monai_placement.npy"), np.load(tmp / "monai_our_map.npy")
-    )
+    for k in ours_jobs:
+        agree[f"placement_{k}"] = agreement(
+            np.load(tmp / f"{k}_monai_placement.npy"), np.load(tmp / "monai_our_map.npy")
+        )
     med = {k: statistics.median(v) for k, v in times.items()}
     medw = {k: statistics.median(v) for k, v in walls.items()}
     lines = [
@@ -239,7 +242,10 @@ def main() -> int:
     for k, label in (
         ("monai", "ours vs MONAI (its own Gaussian)"),
         ("monai_our_map", "ours vs MONAI (our Gaussian map)"),
-        ("placement", 'ours with `placement="monai"` vs MONAI (our map), whole volume'),
+        *(
+            (f"placement_{k}", f'ours ({k[5:] or "torch"}, `placement="monai"`) vs MONAI (our map)')
+            for k in ours_jobs
+        ),
         *((k, f"ours ({k[5:]}) vs MONAI (its own Gaussian)") for k in jobs if k.startswith("ours_")),
     ):
         a = agree[k]
