@@ -183,7 +183,6 @@ def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
     (``infer`` params, no mirroring: a training-time check). Not the loop's non-overlapping tiles:
     those hide much of what a net has learned (benchmarks/RESULTS.md, convergence diagnostics)."""
     from flarelib.labels import NUM_CLASSES
-    from flarelib.models.unet import required_divisor
     from flarelib.train.loop import dice_validator
 
     vols = [v for v in volumes if v.label is not None]
@@ -212,9 +211,7 @@ def segmentation_validator(params: Any, volumes: Sequence[TrainVolume]) -> Any:
         )
         return swp.predict_labels
 
-    return dice_validator(
-        vols, params.infer.window_zyx, required_divisor(params.unet.pool_zyx), predictor_factory=predictor
-    )
+    return dice_validator(vols, params.infer.window_zyx, predictor_factory=predictor)
 
 
 def augment_config(train_params: Any) -> Any:

@@ -602,7 +602,7 @@ def train(
 
 
 # --------------------------------------------------------------------------------------------------
-# A minimal validator (until flarelib.infer's sliding-window predictor is wired in)
+# Whole-volume validation
 # --------------------------------------------------------------------------------------------------
 
 
@@ -616,7 +616,9 @@ def tiled_logits(
     """Logits (C, z, y, x) of ``model`` on a whole volume by non-overlapping tiles (no blending).
 
     The volume is padded (edge values) to a multiple of the tile, and each tile size is a multiple
-    of ``divisor``; a simple stand-in for the sliding-window predictor of :mod:`flarelib.infer`.
+    of ``divisor``. Kept to reproduce early diagnostics: it scores a net much lower than the
+    sliding-window predictor does (tiles that are mostly padding change instance-norm statistics;
+    organs cut at tile borders lose context; benchmarks/RESULTS.md).
     """
     shape = np.asarray(image.shape)
     tile = np.asarray(
@@ -646,15 +648,15 @@ def tiled_logits(
 
 def dice_validator(
     volumes: Sequence[TrainVolume],
-    tile_zyx: Sequence[int],
-    divisor: Sequence[int] = (1, 1, 1),
+    window_zyx: Sequence[int],
     device: torch.device | str | None = None,
     predictor_factory: Callable[[nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None,
 ) -> Validator:
     """``validate(model) -> {"dice_mean", "dice_<id>"...}`` on whole labelled volumes.
 
-    Labels come from ``predictor_factory(model)(image)`` (e.g. the sliding-window predictor of
-    :mod:`flarelib.infer`) or, by default, from the argmax of :func:`tiled_logits`. Per volume, Dice
+    Labels come from ``predictor_factory(model)(image)`` or, by default, from
+    :class:`flarelib.infer.sliding.SlidingWindowPredictor` with window ``window_zyx`` (step 0.5 and the
+    step rule, Gaussian, no mirroring) over the model's 14 FLARE classes. Per volume, Dice
     of each annotated organ present in the label or the prediction (absent in both: skipped);
     ``dice_mean`` is the mean over volumes of their mean organ Dice.
     """
@@ -667,8 +669,11 @@ def dice_validator(
             params = list(model.parameters())
             dev = device if device is not None else (params[0].device if params else torch.device("cpu"))
 
-            def predict(image: np.ndarray) -> np.ndarray:
-                return tiled_logits(model, image, tile_zyx, divisor, dev).argmax(0).numpy()
+            from flarelib.infer.sliding import SlidingWindowPredictor
+            from flarelib.labels import NUM_CLASSES
+
+            swp = SlidingWindowPredictor(model, NUM_CLASSES, window_zyx, mirror_axes=(), device=dev)
+            predict = swp.predict_labels
 
         per_class: dict[int, list[float]] = {}
         means = []

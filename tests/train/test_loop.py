@@ -145,7 +145,7 @@ def test_dice_validator_known_answer(make_volume):
 
     logits = tiled_logits(AllLiver(), vol.image, (8, 32, 32), (4, 8, 8))
     assert logits.shape == (14, *vol.image.shape)
-    scores = dice_validator([vol], (8, 32, 32), (4, 8, 8))(AllLiver())
+    scores = dice_validator([vol], (8, 32, 32))(AllLiver())
     liver = 2 * (vol.label == 1).sum() / ((vol.label == 1).sum() + vol.label.size)
     assert scores["dice_1"] == pytest.approx(liver)
     assert scores["dice_2"] == 0.0
