@@ -183,7 +183,7 @@ class TrainParams:
     deep_supervision_levels: int = 4
     foreground_oversample: float = 0.33
     swap_lr_labels: bool = True  # the authors' code does not swap 2<->13, 7<->8 on L/R flips
-    augmentation: Literal["nnunet", "none"] = "nnunet"  # none: plain crops (diagnostics)
+    augmentation: Literal["nnunet", "none"] = "nnunet"  # none: plain crops (the CPU profiles)
     grad_clip: float = 12.0
     amp: bool = True  # CUDA only; CPU runs fp32
     checkpoint_every: int = 1000

@@ -255,3 +255,17 @@ def test_auto_runtime_is_resolved_recorded_and_agrees_with_torch(model_file):
     a, b = auto.predict_volume(vol).array, ref.predict_volume(vol).array
     # exported runtimes agree to ~1e-5 in the logits (test_sliding): at most a near-tie voxel may flip
     assert a.shape == b.shape and (a == b).mean() >= 0.999
+
+
+def test_mirroring_a_model_trained_without_mirrors_warns():
+    params = tiny_params(enabled=False)
+    unmirrored = dataclasses.replace(params, train=dataclasses.replace(params.train, augmentation="none"))
+    with pytest.warns(UserWarning, match="mirror_axes"):
+        CasePredictor(ThresholdNet(), unmirrored, device="cpu")
+    no_tta = dataclasses.replace(unmirrored, infer=dataclasses.replace(params.infer, mirror_axes=()))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CasePredictor(ThresholdNet(), no_tta, device="cpu")
+        CasePredictor(ThresholdNet(), params, device="cpu")  # trained with mirrors: no warning
