@@ -1,7 +1,7 @@
 """Why is convergence slow? Supervised training on the smoke phantom's CT with a plain loop.
 
     python benchmarks/diag_convergence.py --optimizer sgd|adam --lr 0.01 --net thin|wide|monai
-        [--augment none|default] [--iterations 300] [--every 100] [--body-norm]
+        [--augment none|default|mirror] [--iterations 300] [--every 100] [--body-norm]
         [--patch Z Y X] [--tiles] [--save FILE]
 
 The engine's parts (patch sampler, augmentation, partial-label Dice + CE with deep supervision, the
@@ -99,7 +99,12 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=None, help="default: 0.01 (sgd), 3e-3 (adam)")
     ap.add_argument("--net", choices=("thin", "wide", "monai"), default="thin")
     ap.add_argument("--channels", type=int, nargs=6, default=None, help="our U-Net with these widths")
-    ap.add_argument("--augment", choices=("none", "default"), default="none")
+    ap.add_argument(
+        "--augment",
+        choices=("none", "default", "mirror"),
+        default="none",
+        help="mirror: only label-swapping flips over z and x (p 0.5 each), the axes of the paper's TTA",
+    )
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--body-norm", action="store_true")
@@ -144,6 +149,8 @@ def main() -> int:
     torch.manual_seed(0)
     net = build_net(args.net, params.unet, args.channels)
     augment = AugmentConfig() if args.augment == "default" else AugmentConfig.none()
+    if args.augment == "mirror":
+        augment = dataclasses.replace(augment, p_mirror=0.5, mirror_axes=(0, 2))
     batches = SegmentationBatches(
         train, None, tuple(args.patch), batch_labeled=2, batch_unlabeled=0, augment=augment, seed=1
     )
