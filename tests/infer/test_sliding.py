@@ -253,6 +253,21 @@ def test_window_must_fit_the_network():
         SlidingWindowPredictor(tiny_unet(), 3, (10, 48, 48))
 
 
+def _monai_reference(monai_utils, net, image, window, batch):
+    """MONAI's ``sliding_window_inference`` (overlap 0.5, given our Gaussian map) on a (z, y, x) array."""
+    with torch.no_grad():
+        return monai_utils.sliding_window_inference(
+            torch.from_numpy(image)[None, None],
+            window,
+            batch,
+            net,
+            overlap=0.5,
+            mode="gaussian",
+            sigma_scale=0.125,
+            roi_weight_map=gaussian_importance_map(window, 0.125),
+        )[0].numpy()
+
+
 def test_agrees_with_monai_sliding_window_inference():
     monai_utils = pytest.importorskip("monai.inferers.utils", reason="MONAI not installed")
     net = tiny_unet(num_classes=4)
@@ -263,17 +278,7 @@ def test_agrees_with_monai_sliding_window_inference():
         net, 4, window, step=0.5, max_windows=0, mirror_axes=(), windows_per_batch=2
     )
     out = ours.predict_logits(image)
-    with torch.no_grad():
-        ref = monai_utils.sliding_window_inference(
-            torch.from_numpy(image)[None, None],
-            window,
-            2,
-            net,
-            overlap=0.5,
-            mode="gaussian",
-            sigma_scale=0.125,
-            roi_weight_map=gaussian_importance_map(window, 0.125),
-        )[0].numpy()
+    ref = _monai_reference(monai_utils, net, image, window, batch=2)
     assert np.abs(out - ref).max() < 1e-4
 
 
@@ -299,17 +304,7 @@ def test_monai_placement_reproduces_monai_on_any_volume():
     net = tiny_unet(num_classes=4)
     window = (8, 16, 16)
     image = np.random.default_rng(5).normal(size=(19, 45, 37)).astype(np.float32)
-    with torch.no_grad():
-        ref = monai_utils.sliding_window_inference(
-            torch.from_numpy(image)[None, None],
-            window,
-            1,
-            net,
-            overlap=0.5,
-            mode="gaussian",
-            sigma_scale=0.125,
-            roi_weight_map=gaussian_importance_map(window, 0.125),
-        )[0].numpy()
+    ref = _monai_reference(monai_utils, net, image, window, batch=1)
     kw = {"step": 0.5, "max_windows": 0, "mirror_axes": ()}
     monai_like = SlidingWindowPredictor(net, 4, window, placement="monai", **kw).predict_logits(image)
     even = SlidingWindowPredictor(net, 4, window, **kw).predict_logits(image)
