@@ -23,6 +23,12 @@ def phantom_key(params) -> str:
     return params_hash({"phantom": params.phantom, "seed": params.run.seed})
 
 
+def write_marker(params, folder: str | Path) -> Path:
+    """Mark ``folder`` as the complete phantom of ``params`` (what :func:`ensure_data` checks)."""
+    text = json.dumps({"key": phantom_key(params), "profile": params.run.profile}) + "\n"
+    return atomic_write_text(Path(folder) / MARKER, text)
+
+
 def ensure_data(params, *, log=print) -> Path:
     """The data root, generating the phantom first when the track is ``phantom`` and it is stale."""
     root = data_root(params)
@@ -47,7 +53,7 @@ def ensure_data(params, *, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"generating the phantom ({params.run.profile} profile) into {root}")
     generate(params, tmp)
-    atomic_write_text(tmp / MARKER, json.dumps({"key": key, "profile": params.run.profile}) + "\n")
+    write_marker(params, tmp)
     if root.exists():
         old = root.with_name(root.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -471,6 +471,37 @@ def test_cli_generate(tmp_path):
     assert refuse.func(refuse) == 2 and not (foreign / "dataset.json").exists()
 
 
+def test_cli_generate_marks_the_folder_so_that_runs_use_it(tmp_path, monkeypatch):
+    """`flarelib generate` then `flarelib train`: the run finds the phantom made with its params and
+    does not generate it again (it did on the GPU machine); other phantom params still regenerate."""
+    import argparse
+    import importlib
+
+    from flarelib.config import load_params
+    from flarelib.data import prepare
+
+    gen = importlib.import_module("flarelib.data.phantom.generate")
+
+    cfg = tmp_path / "tiny.yaml"
+    out = tmp_path / "o"
+    cfg.write_text(
+        f"extends: {ROOT / 'params' / 'profiles' / 'smoke.yaml'}\n"
+        "phantom: {n_ct_manual: 1, n_ct_pseudo: 0, n_lld_patients: 0, n_amos: 0, n_mr_val: 0,\n"
+        "          ct_spacing_zyx: [10.0, 8.0, 8.0], mr_spacing_zyx: [10.0, 8.0, 8.0]}\n"
+        f"data: {{track: phantom, root: {out}}}\n"
+    )
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["generate", "--params", str(cfg), "--no-progress"])
+    assert args.func(args) == 0 and (out / prepare.MARKER).is_file()
+    calls = []
+    monkeypatch.setattr(gen, "generate", lambda params, folder, **kw: calls.append(folder))
+    assert prepare.ensure_data(load_params(cfg), log=lambda *a: None) == out
+    assert calls == []
+    prepare.ensure_data(load_params(cfg, {"phantom": {"n_amos": 1}}), log=lambda *a: None)
+    assert len(calls) == 1, "a phantom made with other params is regenerated"
+
+
 def test_montage(phantom, tmp_path):
     from flarelib.viz.montage import phantom_montage
 
