@@ -6,6 +6,10 @@ Stages:
   unlabelled MR of ``cyclegan.target_sequence`` (scaled to 0..255), both resampled to
   ``preprocess.target_spacing_zyx``. (The translation registration of STUDY.md stage 1 is not done
   here: the stage notebook prepares those crops.)
+* ``stage1``: STUDY.md stage 1's MR network. Labelled = every labelled CT translated into fake MR
+  by the run's CycleGAN (``g_ab`` of ``outputs/<profile>/<run>/cyclegan/checkpoint.pt``, or
+  ``--cyclegan CKPT``; :mod:`flarelib.train.fake_mr`), keeping the CT labels; unlabelled = the real
+  MR of ``cyclegan.target_sequence``; validation = the labelled MR validation cases.
 * any other name (``mt_stage1``, ``baseline``, ...): the generic segmentation entry. Labelled =
   every CT case with a label (roles ``ct_labeled``, ``ct_pseudo``); unlabelled = every MR case
   without a label (``mr_lld``, ``mr_amos``, ``mr_unlabeled``); validation = the labelled MR
@@ -33,6 +37,8 @@ from flarelib.errors import FlareInputError
 from flarelib.train.sampling import TrainVolume
 
 LABELLED_ROLES = ("ct_labeled", "ct_pseudo")
+#: The stage that trains on fake MR translated by the run's CycleGAN (STUDY.md stage 1).
+FAKE_MR_STAGE = "stage1"
 UNLABELLED_ROLES = ("mr_lld", "mr_amos", "mr_unlabeled")
 VALIDATION_ROLES = ("mr_val",)
 
@@ -370,8 +376,11 @@ def run_stage(
     restart: bool = False,
     device: str | None = None,
     progress: bool = True,
+    cyclegan: str | Path | None = None,
 ) -> Any:
-    """Discover the data of ``params``, load it and train ``stage`` (see the module docstring)."""
+    """Discover the data of ``params``, load it and train ``stage`` (see the module docstring).
+
+    ``cyclegan``: the CycleGAN checkpoint of stage ``stage1`` (default: the run's cyclegan stage)."""
     import torch.distributed as dist
 
     from flarelib.data.layout import discover
@@ -381,6 +390,11 @@ def run_stage(
 
     info = setup_distributed(device)
     out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
+    extra: dict[str, Any] = {"stage": stage, "world_size": info.world_size}
+    if stage == FAKE_MR_STAGE:
+        if cyclegan is None:
+            cyclegan = stage_dir(params.run.profile, params.run.name, "cyclegan") / "checkpoint.pt"
+        extra["cyclegan_checkpoint"] = str(cyclegan)
     if info.is_main:
         try:
             from flarelib.data.prepare import ensure_data
@@ -388,7 +402,7 @@ def run_stage(
             ensure_data(params)
         except ImportError:
             pass
-        save_run_record(out, params, extra={"stage": stage, "world_size": info.world_size})
+        save_run_record(out, params, extra=extra)
     if info.distributed:
         dist.barrier()
     subsets = discover(params)
@@ -408,24 +422,17 @@ def run_stage(
         return train_cyclegan(
             params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
         )
-    labeled = _load_all(
-        [c for c in cases if c.role in LABELLED_ROLES and c.label is not None],
-        spacing,
-        "zscore",
-        params.preprocess,
-        "labelled",
-        show,
-    )
+    labelled_cases = [c for c in cases if c.role in LABELLED_ROLES and c.label is not None]
+    unlabelled_cases = [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None]
+    if stage == FAKE_MR_STAGE:
+        labeled = _fake_mr(params, labelled_cases, cyclegan, info.device, show)
+        seq = params.cyclegan.target_sequence
+        unlabelled_cases = [c for c in unlabelled_cases if seq is None or c.sequence == seq]
+    else:
+        labeled = _load_all(labelled_cases, spacing, "zscore", params.preprocess, "labelled", show)
     unlabeled = []
     if params.train.mode == "mean_teacher":
-        unlabeled = _load_all(
-            [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None],
-            spacing,
-            "zscore",
-            params.preprocess,
-            "unlabelled",
-            show,
-        )
+        unlabeled = _load_all(unlabelled_cases, spacing, "zscore", params.preprocess, "unlabelled", show)
     val_cases = [c for c in cases if c.role in VALIDATION_ROLES and c.label is not None]
     if params.train.validation_cases > 0:
         val_cases = val_cases[: params.train.validation_cases]
@@ -444,6 +451,15 @@ def run_stage(
     )
 
 
+def _fake_mr(params: Any, cases: Sequence[Any], cyclegan: Any, device: Any, show: bool) -> list:
+    """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`)."""
+    from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+
+    generator = load_translator(cyclegan, params, device)
+    ct = _load_all(cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show)
+    return translate_to_fake_mr(generator, ct, params.cyclegan.patch_zyx, device=device, progress=show)
+
+
 def _run(args: argparse.Namespace) -> int:
     from flarelib.params_cli import params_from_args
 
@@ -455,6 +471,7 @@ def _run(args: argparse.Namespace) -> int:
         restart=args.restart,
         device=args.device,
         progress=not args.no_progress,
+        cyclegan=args.cyclegan,
     )
     best = "" if result.best_value is None else f", best {result.best_value:.4f} at {result.best_iteration}"
     print(
@@ -478,7 +495,13 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         "--stage",
         required=True,
         metavar="NAME",
-        help="'cyclegan', or any other name for the segmentation entry (e.g. mt_stage1)",
+        help="'cyclegan'; 'stage1' (Mean Teacher on CT translated to fake MR by the run's CycleGAN); "
+        "or any other name for the segmentation entry on the data as it is (e.g. baseline)",
+    )
+    p.add_argument(
+        "--cyclegan",
+        metavar="CKPT",
+        help="stage1: the CycleGAN checkpoint (default outputs/<profile>/<run>/cyclegan/checkpoint.pt)",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default outputs/<profile>/<run>/<stage>)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")

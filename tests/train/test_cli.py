@@ -173,3 +173,40 @@ def test_augmentation_switch():
     p = Params()
     q = dataclasses.replace(p, train=dataclasses.replace(p.train, augmentation="none"))
     assert training_hash(p, "student") != training_hash(q, "student")
+
+
+def test_train_cli_stage1_trains_on_fake_mr_from_the_runs_cyclegan(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLARE_DATA", raising=False)
+    from flarelib.config import load_params
+
+    params = load_params(_params_file(tmp_path), {"cyclegan": {"n_layers": 1}})
+    # without a CycleGAN the stage names the missing checkpoint and how to make it
+    with pytest.raises(FlareInputError, match=r"gan[/\\]checkpoint\.pt.*flarelib train --stage cyclegan"):
+        gan = tmp_path / "gan" / "checkpoint.pt"
+        run_stage(params, "stage1", tmp_path / "s1", progress=False, device="cpu", cyclegan=gan)
+    run_stage(params, "cyclegan", tmp_path / "gan", progress=False, device="cpu")
+    args = _parse(
+        [
+            "train",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--set",
+            "cyclegan.n_layers=1",
+            "--stage",
+            "stage1",
+            "--cyclegan",
+            str(tmp_path / "gan" / "checkpoint.pt"),
+            "--out",
+            str(tmp_path / "s1"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert args.func(args) == 0
+    ckpt = load_checkpoint(tmp_path / "s1" / "checkpoint.pt")
+    assert ckpt["stage"] == "stage1" and ckpt["iteration"] == 2
+    import json
+
+    record = json.loads((tmp_path / "s1" / "run.json").read_text())
+    assert record["cyclegan_checkpoint"].endswith("checkpoint.pt")

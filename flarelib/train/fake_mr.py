@@ -1,0 +1,95 @@
+"""Stage 1's labelled data (STUDY.md "Stage 1"): labelled CT translated into fake MR by the CycleGAN.
+
+The run's CycleGAN generator ``g_ab`` (CT -> ``cyclegan.target_sequence``, T1W in the paper) turns
+each labelled CT volume, windowed to 0..255 at the training spacing, into a fake MR volume by
+Gaussian-blended overlapping tiles (:func:`flarelib.train.cyclegan.translate_volume`). The fake
+volume keeps the CT's grid and label, is z-scored like a real MR volume, and trains the stage-1
+MR segmentation network beside the unlabelled real MR of that sequence.
+
+Arrays are (z, y, x); spacings in mm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from flarelib.errors import FlareInputError
+from flarelib.train.sampling import TrainVolume
+
+
+def load_translator(checkpoint: str | Path, params: Any, device: str | torch.device = "cpu") -> nn.Module:
+    """The CT -> MR generator ``g_ab`` of a CycleGAN checkpoint (the loop's ``checkpoint.pt``), built
+    from ``params.cyclegan`` and put in eval mode on ``device``."""
+    from flarelib.models.cyclegan import generator_from_params
+    from flarelib.train.checkpoint import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FlareInputError(
+            path,
+            "no CycleGAN checkpoint here",
+            "train it first: flarelib train --stage cyclegan (same params), or pass --cyclegan CKPT",
+        )
+    ckpt = load_checkpoint(path)
+    modules = ckpt.get("modules", {})
+    if "g_ab" not in modules:
+        raise FlareInputError(
+            path,
+            f"not a CycleGAN checkpoint (it holds {sorted(modules) or 'no networks'})",
+            "pass the checkpoint.pt of the cyclegan stage",
+        )
+    generator = generator_from_params(params.cyclegan)
+    try:
+        generator.load_state_dict(modules["g_ab"])
+    except RuntimeError as exc:
+        raise FlareInputError(
+            path,
+            f"its generator does not match params.cyclegan ({str(exc).splitlines()[0]})",
+            "use the params the CycleGAN was trained with",
+        ) from exc
+    return generator.to(device).eval()
+
+
+def translate_to_fake_mr(
+    generator: nn.Module,
+    ct_volumes: Sequence[TrainVolume],
+    patch_zyx: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[TrainVolume]:
+    """Translate CT volumes (0..255, with labels) into z-scored fake MR volumes with the same labels.
+
+    ``ct_volumes`` are what :func:`flarelib.train.cli.load_train_volume` gives with
+    ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
+    mask, and the name ``<name>_fake``.
+    """
+    from tqdm.auto import tqdm
+
+    from flarelib.preprocess import zscore
+    from flarelib.train.cyclegan import translate_volume
+
+    out = []
+    for vol in tqdm(ct_volumes, desc="CT -> fake MR", disable=not progress, leave=False):
+        if vol.label is None:
+            raise FlareInputError(
+                vol.name, "this CT volume has no label to carry over", "translate labelled CT only"
+            )
+        fake = translate_volume(generator, vol.image, patch_zyx, overlap, device=device)
+        out.append(
+            TrainVolume(
+                zscore(fake).astype(np.float32),
+                vol.label,
+                vol.annotated,
+                name=f"{vol.name}_fake",
+                spacing_zyx=vol.spacing_zyx,
+            )
+        )
+    return out

@@ -1,0 +1,77 @@
+"""CT -> fake MR for stage 1: labels and grid carried over, z-scored, clear errors on wrong checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flarelib.config import Params
+from flarelib.errors import FlareInputError
+from flarelib.models.cyclegan import generator_from_params
+from flarelib.train.checkpoint import save_checkpoint
+from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.sampling import TrainVolume
+
+
+def _params():
+    import dataclasses
+
+    p = Params()
+    return dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, ngf=2, n_blocks=1))
+
+
+def _ct(seed=0):
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((10, 36, 40), np.uint8)
+    lab[2:8, 5:20, 6:30] = 1
+    lab[3:7, 22:30, 10:18] = 3
+    img = np.clip(lab * 60.0 + 50 + rng.normal(0, 5, lab.shape), 0, 255).astype(np.float32)
+    annotated = np.ones(14, bool)
+    annotated[12] = False
+    return TrainVolume(img, lab, annotated, name="ct_a", spacing_zyx=(4.0, 3.0, 3.0))
+
+
+def test_fake_mr_keeps_label_grid_and_mask_and_is_zscored(tmp_path):
+    p = _params()
+    torch.manual_seed(0)
+    g = generator_from_params(p.cyclegan)
+    ckpt = tmp_path / "gan.pt"
+    save_checkpoint(ckpt, {"modules": {"g_ab": g.state_dict(), "g_ba": g.state_dict()}, "stage": "cyclegan"})
+    loaded = load_translator(ckpt, p)
+    assert not loaded.training
+    ct = _ct()
+    (fake,) = translate_to_fake_mr(loaded, [ct], (8, 16, 16))
+    assert fake.name == "ct_a_fake" and fake.spacing_zyx == ct.spacing_zyx
+    assert fake.image.shape == ct.image.shape and fake.image.dtype == np.float32
+    assert np.array_equal(fake.label, ct.label) and np.array_equal(fake.annotated, ct.annotated)
+    assert abs(float(fake.image.mean())) < 1e-4 and abs(float(fake.image.std()) - 1) < 1e-3
+    # it is the generator's output, not the CT: a different generator gives a different image
+    torch.manual_seed(1)
+    (other,) = translate_to_fake_mr(generator_from_params(p.cyclegan).eval(), [ct], (8, 16, 16))
+    assert not np.allclose(other.image, fake.image)
+
+
+def test_load_translator_errors_name_the_file(tmp_path):
+    p = _params()
+    with pytest.raises(FlareInputError, match=r"missing\.pt.*flarelib train --stage cyclegan"):
+        load_translator(tmp_path / "missing.pt", p)
+    seg = tmp_path / "seg.pt"
+    save_checkpoint(seg, {"modules": {"teacher": {}, "student": {}}})
+    with pytest.raises(FlareInputError, match=r"seg\.pt.*not a CycleGAN checkpoint"):
+        load_translator(seg, p)
+    g = generator_from_params(p.cyclegan)
+    wide = tmp_path / "wide.pt"
+    save_checkpoint(wide, {"modules": {"g_ab": g.state_dict()}})
+    import dataclasses
+
+    q = dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, ngf=4))
+    with pytest.raises(FlareInputError, match=r"wide\.pt.*does not match params\.cyclegan"):
+        load_translator(wide, q)
+
+
+def test_unlabelled_ct_is_refused():
+    p = _params()
+    g = generator_from_params(p.cyclegan).eval()
+    with pytest.raises(FlareInputError, match="no label"):
+        translate_to_fake_mr(g, [TrainVolume(np.zeros((8, 16, 16), np.float32), name="u")], (8, 16, 16))
