@@ -76,6 +76,8 @@ def training_hash(params: Any, stage: str) -> str:
         keep["cyclegan"] = d["cyclegan"]
     else:
         keep.update(unet=d["unet"], train=train)
+    if stage == FAKE_MR_STAGE:  # its labelled data is what the CycleGAN makes
+        keep["cyclegan"] = d["cyclegan"]
     return params_hash({"stage": stage, **keep})
 
 
@@ -391,10 +393,8 @@ def run_stage(
     info = setup_distributed(device)
     out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
     extra: dict[str, Any] = {"stage": stage, "world_size": info.world_size}
-    if stage == FAKE_MR_STAGE:
-        if cyclegan is None:
-            cyclegan = stage_dir(params.run.profile, params.run.name, "cyclegan") / "checkpoint.pt"
-        extra["cyclegan_checkpoint"] = str(cyclegan)
+    if stage == FAKE_MR_STAGE and cyclegan is None:
+        cyclegan = stage_dir(params.run.profile, params.run.name, "cyclegan") / "checkpoint.pt"
     if info.is_main:
         try:
             from flarelib.data.prepare import ensure_data
@@ -425,7 +425,9 @@ def run_stage(
     labelled_cases = [c for c in cases if c.role in LABELLED_ROLES and c.label is not None]
     unlabelled_cases = [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None]
     if stage == FAKE_MR_STAGE:
-        labeled = _fake_mr(params, labelled_cases, cyclegan, info.device, show)
+        labeled, translator = _fake_mr(params, labelled_cases, cyclegan, info.device, show)
+        if info.is_main:
+            save_run_record(out, params, extra={**extra, "cyclegan": translator})
         seq = params.cyclegan.target_sequence
         unlabelled_cases = [c for c in unlabelled_cases if seq is None or c.sequence == seq]
     else:
@@ -451,13 +453,21 @@ def run_stage(
     )
 
 
-def _fake_mr(params: Any, cases: Sequence[Any], cyclegan: Any, device: Any, show: bool) -> list:
-    """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`)."""
+def _fake_mr(
+    params: Any, cases: Sequence[Any], cyclegan: Any, device: Any, show: bool
+) -> tuple[list[TrainVolume], dict[str, Any]]:
+    """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`), and
+    the record of the CycleGAN checkpoint that made them."""
     from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
 
-    generator = load_translator(cyclegan, params, device)
+    expect = training_hash(params, "cyclegan")
+    generator, record = load_translator(cyclegan, params, device, expect_hash=expect)
     ct = _load_all(cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show)
-    return translate_to_fake_mr(generator, ct, params.cyclegan.patch_zyx, device=device, progress=show)
+    c = params.cyclegan
+    fake = translate_to_fake_mr(
+        generator, ct, c.patch_zyx, overlap=c.translate_overlap, device=device, progress=show
+    )
+    return fake, record
 
 
 def _run(args: argparse.Namespace) -> int:

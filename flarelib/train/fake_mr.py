@@ -11,6 +11,7 @@ Arrays are (z, y, x); spacings in mm.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,20 @@ from flarelib.errors import FlareInputError
 from flarelib.train.sampling import TrainVolume
 
 
-def load_translator(checkpoint: str | Path, params: Any, device: str | torch.device = "cpu") -> nn.Module:
+def load_translator(
+    checkpoint: str | Path,
+    params: Any,
+    device: str | torch.device = "cpu",
+    *,
+    expect_hash: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
     """The CT -> MR generator ``g_ab`` of a CycleGAN checkpoint (the loop's ``checkpoint.pt``), built
-    from ``params.cyclegan`` and put in eval mode on ``device``."""
+    from ``params.cyclegan`` and put in eval mode on ``device``, and the checkpoint's record
+    (``path``, ``iteration``, ``params_hash``).
+
+    ``expect_hash``: the training hash of the CycleGAN these params describe; a checkpoint trained
+    with other params (another schedule, say) is used, with a warning that says so.
+    """
     from flarelib.models.cyclegan import generator_from_params
     from flarelib.train.checkpoint import load_checkpoint
 
@@ -53,7 +65,14 @@ def load_translator(checkpoint: str | Path, params: Any, device: str | torch.dev
             f"its generator does not match params.cyclegan ({str(exc).splitlines()[0]})",
             "use the params the CycleGAN was trained with",
         ) from exc
-    return generator.to(device).eval()
+    record = {"path": str(path), "iteration": ckpt.get("iteration"), "params_hash": ckpt.get("params_hash")}
+    if expect_hash is not None and record["params_hash"] != expect_hash:
+        warnings.warn(
+            f"{path}: this CycleGAN was trained with other params (hash {record['params_hash']}) than "
+            f"the run's cyclegan section describes ({expect_hash}); translating with it as it is",
+            stacklevel=2,
+        )
+    return generator.to(device).eval(), record
 
 
 def translate_to_fake_mr(

@@ -155,6 +155,12 @@ def test_stage_seed_and_hash_depend_on_the_stage(tmp_path):
     p = Params()
     assert stage_seed(1, "a") != stage_seed(1, "b") and stage_seed(1, "a") == stage_seed(1, "a")
     assert training_hash(p, "mt_stage1") != training_hash(p, "mt_stage2")
+    # stage1 trains on what the CycleGAN makes: another CycleGAN is another training
+    import dataclasses
+
+    q = dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, epochs=7))
+    assert training_hash(p, "stage1") != training_hash(q, "stage1")
+    assert training_hash(p, "mt_stage1") == training_hash(q, "mt_stage1")
 
 
 def test_augmentation_switch():
@@ -185,6 +191,7 @@ def test_train_cli_stage1_trains_on_fake_mr_from_the_runs_cyclegan(tmp_path, mon
         gan = tmp_path / "gan" / "checkpoint.pt"
         run_stage(params, "stage1", tmp_path / "s1", progress=False, device="cpu", cyclegan=gan)
     run_stage(params, "cyclegan", tmp_path / "gan", progress=False, device="cpu")
+    gan_path = tmp_path / "gan" / "checkpoint.pt"
     args = _parse(
         [
             "train",
@@ -209,4 +216,10 @@ def test_train_cli_stage1_trains_on_fake_mr_from_the_runs_cyclegan(tmp_path, mon
     import json
 
     record = json.loads((tmp_path / "s1" / "run.json").read_text())
-    assert record["cyclegan_checkpoint"].endswith("checkpoint.pt")
+    gan = load_checkpoint(tmp_path / "gan" / "checkpoint.pt")
+    assert record["cyclegan"]["path"].endswith("checkpoint.pt")
+    assert record["cyclegan"]["iteration"] == 2 and record["cyclegan"]["params_hash"] == gan["params_hash"]
+    # a CycleGAN trained with other params is used, with a warning naming it
+    other = load_params(tmp_path / "params.yaml", {"cyclegan": {"n_layers": 1, "lambda_identity": 1.0}})
+    with pytest.warns(UserWarning, match=r"checkpoint\.pt: this CycleGAN was trained with other params"):
+        run_stage(other, "stage1", tmp_path / "s1b", progress=False, device="cpu", cyclegan=gan_path)

@@ -38,8 +38,8 @@ def test_fake_mr_keeps_label_grid_and_mask_and_is_zscored(tmp_path):
     g = generator_from_params(p.cyclegan)
     ckpt = tmp_path / "gan.pt"
     save_checkpoint(ckpt, {"modules": {"g_ab": g.state_dict(), "g_ba": g.state_dict()}, "stage": "cyclegan"})
-    loaded = load_translator(ckpt, p)
-    assert not loaded.training
+    loaded, record = load_translator(ckpt, p)
+    assert not loaded.training and record["path"] == str(ckpt)
     ct = _ct()
     (fake,) = translate_to_fake_mr(loaded, [ct], (8, 16, 16))
     assert fake.name == "ct_a_fake" and fake.spacing_zyx == ct.spacing_zyx
