@@ -129,6 +129,30 @@ def case_slices_figure(
     return fig
 
 
+def training_curves_figure(
+    log, columns: Sequence[str], *, smooth: int = 0, out_png: str | Path | None = None
+):
+    """Loss curves of a training log (the loop's ``train_log.csv`` as a DataFrame): one panel per
+    column present, against ``iteration``; ``smooth`` > 1 adds a running mean over that many rows
+    (default: about 1/20 of the run). Returns the Figure; writes a PNG when ``out_png`` is given."""
+    cols = [c for c in columns if c in log.columns]
+    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(3.2 * max(1, len(cols)), 2.6), squeeze=False)
+    window = smooth or max(1, len(log) // 20)
+    for ax, col in zip(axes[0], cols, strict=False):
+        ax.plot(log["iteration"], log[col], lw=0.6, alpha=0.45, color="tab:blue")
+        if window > 1:
+            ax.plot(
+                log["iteration"], log[col].rolling(window, min_periods=1).mean(), lw=1.2, color="tab:blue"
+            )
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    if out_png is not None:
+        save_figure(fig, out_png)
+    return fig
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Save a figure atomically (temp file + rename) as PNG."""
     import io
