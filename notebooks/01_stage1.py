@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: flare-study
+#     language: python
+#     name: flare-study
+# ---
+
+# %% [markdown]
+# # 01 · Stage 1: CT -> T1W translation and T1W pseudo-labels
+#
+# The paper's first stage (STUDY.md "Stage 1"): a 3-D CycleGAN learns to turn labelled CT into
+# T1W-like MR from unpaired volumes; every labelled CT, translated, keeps its CT label and becomes a
+# labelled "fake T1W" volume; a Mean Teacher U-Net trains on the fake T1W (labelled) and the real
+# T1W (unlabelled); its teacher then predicts the real T1W volumes, giving the T1W pseudo-labels
+# that stage 2 transfers to the other sequences. On the real-data track the target sequence is
+# T2W (`cyclegan.target_sequence`). Everything it writes goes to `outputs/<profile>/<run>/01_stage1/`.
+#
+# Not here yet: STUDY.md's translation registration (cropping CT and MR to similar anatomy before
+# the CycleGAN); the CycleGAN sees whole resampled volumes.
+
+# %% tags=["parameters"]
+params_file = "params/runs/default.yaml"  # the runner passes the resolved params.yaml of this stage
+run_id = "default"
+profile = "smoke"
+
+# %%
+# %matplotlib inline
+import json
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from flarelib.config import load_stage_params
+from flarelib.data.layout import discover
+from flarelib.data.prepare import ensure_data
+from flarelib.evaluate.cases import per_case_table, predict_and_score
+from flarelib.infer.pipeline import CasePredictor, predict_paths
+from flarelib.paths import atomic_write_text, stage_dir
+from flarelib.train.cli import (
+    LABELLED_ROLES,
+    UNLABELLED_ROLES,
+    VALIDATION_ROLES,
+    load_train_volume,
+    run_stage,
+)
+from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.viz.figures import case_slices_figure, training_curves_figure
+
+params = load_stage_params(params_file, profile)
+out = stage_dir(profile, run_id, "01_stage1")
+out.mkdir(parents=True, exist_ok=True)
+root = ensure_data(params)
+seq = params.cyclegan.target_sequence
+cases = [c for cs in discover(params).values() for c in cs]
+ct_cases = [c for c in cases if c.role in LABELLED_ROLES and c.label is not None]
+mr_cases = [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None and c.sequence == seq]
+val_cases = [c for c in cases if c.role in VALIDATION_ROLES and c.label is not None]
+print(f"{len(ct_cases)} labelled CT, {len(mr_cases)} unlabelled real {seq}, {len(val_cases)} MR validation")
+
+# %% [markdown]
+# ## CycleGAN: CT -> real MR of the target sequence
+# Both domains at the training spacing, CT windowed (level 40, width 400) and MR scaled to 0..255.
+# The run resumes its checkpoint; a finished one is reused as it is.
+
+# %%
+gan = run_stage(params, "cyclegan", out / "cyclegan", progress=False)
+print(f"CycleGAN: {gan.iteration} iterations, {gan.seconds:.0f} s this session")
+gan_log = pd.read_csv(out / "cyclegan" / "train_log.csv")
+fig = training_curves_figure(
+    gan_log, ["gan", "cycle", "identity", "loss_d"], out_png=out / "cyclegan_losses.png"
+)
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## What the translation does
+# One labelled CT, its fake T1W and a real T1W volume, axial slices through the labelled range
+# (CT label over the CT and the fake; the real volume has none).
+
+# %%
+generator, gan_record = load_translator(out / "cyclegan" / "checkpoint.pt", params)
+spacing = params.preprocess.target_spacing_zyx
+ct_example = load_train_volume(ct_cases[0], spacing, "ct255", params.preprocess)
+(fake_example,) = translate_to_fake_mr(
+    generator, [ct_example], params.cyclegan.patch_zyx, overlap=params.cyclegan.translate_overlap
+)
+real_example = load_train_volume(mr_cases[0], spacing, "mr255", params.preprocess)
+rows = [
+    (f"CT {ct_cases[0].case_id}", ct_example.image, ct_example.label, spacing, "MR"),
+    (f"fake {seq} (z-scored)", fake_example.image, ct_example.label, spacing, "MR"),
+    (f"real {seq} {mr_cases[0].case_id}", real_example.image, None, spacing, "MR"),
+]
+fig = case_slices_figure(rows, n_slices=3, out_png=out / "translation.png")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Mean Teacher on fake MR (labelled) + real MR (unlabelled)
+# The teacher is validated on the labelled MR validation cases every `train.validate_every`
+# iterations (sliding window, no mirroring); the best teacher is kept as `model_best.pt`.
+
+# %%
+mt = run_stage(params, "stage1", out / "stage1", cyclegan=out / "cyclegan" / "checkpoint.pt", progress=False)
+print(f"stage-1 Mean Teacher: {mt.iteration} iterations, {mt.seconds:.0f} s this session")
+mt_log = pd.read_csv(out / "stage1" / "train_log.csv")
+fig = training_curves_figure(mt_log, ["loss_sup", "loss_con"], out_png=out / "stage1_losses.png")
+display(fig)
+plt.close(fig)
+val_log_path = out / "stage1" / "val_log.csv"
+if val_log_path.is_file():
+    display(pd.read_csv(val_log_path).round(3))
+
+# %% [markdown]
+# ## The stage-1 model on the MR validation set
+# Whole per-case pipeline (as `flarelib predict` runs it), FLARE-exact DSC and NSD per case; the
+# phantom's validation set has one case per sequence, so this shows which sequences a T1W model
+# already covers.
+
+# %%
+best = out / "stage1" / "model_best.pt"
+model_file = best if best.is_file() else out / "stage1" / "checkpoint.pt"
+predictor = CasePredictor.from_checkpoint(model_file, params=params)
+sequences = {}
+if params.data.track == "phantom":
+    truth = json.loads((root / "diagnostics" / "truth.json").read_text())
+    sequences = {c.case_id: truth["cases"][f"{c.subset}/{c.case_id}"]["sequence"] for c in val_cases}
+scores = predict_and_score(predictor, val_cases, out / "val_predictions", sequences=sequences)
+scores.to_csv(out / "val_scores.csv", index=False)
+table = per_case_table(scores)
+display(table.round(3))
+
+# %% [markdown]
+# ## T1W pseudo-labels: the stage's product
+# The teacher predicts every real volume of the target sequence; stage 2 transfers these labels
+# to the patient's other sequences.
+
+# %%
+results = predict_paths(predictor, [c.image for c in mr_cases], out / "pseudo_labels", progress=False)
+failed = [r for r in results if not r.ok]
+print(f"{len(results) - len(failed)} pseudo-labels written to {out / 'pseudo_labels'}; {len(failed)} failed")
+
+# %%
+metrics = {
+    "target_sequence": seq,
+    "cyclegan_iterations": gan.iteration,
+    "stage1_iterations": mt.iteration,
+    "stage1_model": model_file.name,
+    "val_mean_dsc": float(table.iloc[-1]["dsc"]),
+    "val_mean_nsd": float(table.iloc[-1]["nsd"]),
+    "val_per_case": table.iloc[:-1].to_dict("records"),
+    "pseudo_labels": len(results) - len(failed),
+}
+atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+metrics

@@ -1,0 +1,44 @@
+"""End to end (``make smoke``): the 01_stage1 notebook through papermill on the smoke phantom:
+CycleGAN, fake T1W, Mean Teacher, validation scores, T1W pseudo-labels on the input grids."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from flarelib import notebook_runner as nr
+from flarelib.io import read_image, read_label, same_grid
+from flarelib.paths import project_root
+
+pytestmark = pytest.mark.slow
+
+
+def test_01_stage1_trains_scores_and_writes_pseudo_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLARE_OUTPUTS", str(tmp_path / "outputs"))
+    run_file = project_root() / "params" / "runs" / "default.yaml"
+    result = nr.run_stage("01_stage1", run_file, "smoke", "phantom", log=lambda *_: None)
+    assert result.status == "done", result.error
+    folder = result.folder
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["target_sequence"] == "T1W"
+    assert metrics["cyclegan_iterations"] == 10 and metrics["stage1_iterations"] == 10  # smoke: 2 x 5, 10
+    # one validation case per sequence on the phantom, each named with its sequence
+    seqs = [row["sequence"] for row in metrics["val_per_case"]]
+    assert len(seqs) == 3 and set(seqs) <= {"T1W", "EAP", "PVP", "DP", "T2W", "DWI", "IP", "OP"}
+    scores = pd.read_csv(folder / "val_scores.csv")
+    assert scores["dsc"].between(0, 1).all() and len(scores) == 3 * 13
+    assert metrics["val_mean_dsc"] == pytest.approx(scores.groupby("case")["dsc"].mean().mean())
+    # the stage's product: one pseudo-label per real T1W volume, on that volume's exact grid
+    pseudo = sorted((folder / "pseudo_labels").glob("*.nii.gz"))
+    assert len(pseudo) == metrics["pseudo_labels"] == 3
+    data = project_root() / "data" / "phantom" / "smoke" / "train_MRI_unlabeled" / "LLD-MMRI"
+    for path in pseudo:
+        image = read_image(data / path.name.replace(".nii.gz", "_0000.nii.gz"))
+        assert same_grid(read_label(path), image)
+    run = json.loads((folder / "stage1" / "run.json").read_text())
+    assert run["cyclegan"]["iteration"] == 10
+    html = (folder / "01_stage1.html").read_text()
+    assert len(re.findall(r"data:image/png;base64", html)) >= 3  # GAN losses, translation, MT losses
