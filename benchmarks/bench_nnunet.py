@@ -3,6 +3,7 @@
     python benchmarks/bench_nnunet.py [--quick] [--runs 5] [--nnunet-python /tmp/nnunet-venv/bin/python]
                                       [--device cpu|cuda] [--model CKPT]
                                       [--case IMAGE --label LABEL --modality CT|MR]
+                                      [--skip ours_nnunet_settings ours_paper]
 
 nnU-Net v2 lives in its own virtual environment (it would otherwise pull a CUDA torch into ours;
 DESIGN.md). Set it up once (about a minute on an idle machine; torch pinned to ours)::
@@ -236,6 +237,13 @@ def main() -> int:
         default=["openvino"],
         help="exported CPU runtimes for ours with the paper's settings (those installed)",
     )
+    ap.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=("ours_nnunet_settings", "ours_paper"),
+        help="leave these torch predictors out (e.g. to score many cases in less time)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -294,6 +302,8 @@ def main() -> int:
         "ours_nnunet_settings": sys.executable,
         "ours_paper": sys.executable,
     }
+    for name in args.skip:
+        jobs.pop(name)
     from flarelib.infer.sliding import runtime_available  # not in the worker: nnU-Net's venv lacks it
 
     runtimes = {}
@@ -341,6 +351,8 @@ def main() -> int:
         ),
         *((k, f"paper settings, exported runtime {rt}") for k, rt in runtimes.items()),
     ):
+        if k not in jobs:
+            continue
         a = agreement(np.load(tmp / f"{k}.npy"), ref)
         lines.append(
             f"| flarelib | {settings} | {info[k]['forward_passes']} | {med[k]:.3f} | {med[k] / med['nnunet']:.2f}x "  # noqa: E501

@@ -38,7 +38,7 @@ from flarelib.config import compose_params
 from flarelib.data.layout import discover
 from flarelib.data.prepare import ensure_data
 from flarelib.labels import SHORT_NAMES
-from flarelib.paths import data_root, project_root
+from flarelib.paths import project_root
 from flarelib.train.cli import load_train_volume, train_cyclegan, train_segmentation
 
 RUN = project_root() / "params" / "runs" / "default.yaml"
@@ -142,14 +142,8 @@ def convergence(
     shutil.rmtree(out, ignore_errors=True)
 
 
-def _organ_means(image: np.ndarray, label: np.ndarray, organs) -> dict[int, float]:
-    return {o: float(image[label == o].mean()) for o in organs if np.any(label == o)}
-
-
 def cyclegan(iterations: int, lines: list[str]) -> None:
-    from flarelib.io import read_label
-    from flarelib.preprocess import resample
-    from flarelib.train.cyclegan import translate_volume
+    from diag_fake_mr import intensity_table
 
     params = _params(
         "smoke",
@@ -166,7 +160,6 @@ def cyclegan(iterations: int, lines: list[str]) -> None:
         train={"checkpoint_every": iterations, "num_workers": 1},
     )
     cases = _cases(params)
-    root = data_root(params)
     spacing = params.preprocess.target_spacing_zyx
     ct_cases = cases["ct_manual"] + cases["ct_pseudo"]
     t1w_cases = [c for c in cases["lld_mmr"] if c.sequence == "T1W"]
@@ -176,33 +169,10 @@ def cyclegan(iterations: int, lines: list[str]) -> None:
     t0 = time.perf_counter()
     train_cyclegan(params, out, domain_a, domain_b, stage="bench_cyclegan", restart=True, progress=False)
     seconds = time.perf_counter() - t0
-    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    from flarelib.models.cyclegan import generator_from_params
+    from flarelib.train.fake_mr import load_translator
 
-    g_ab = generator_from_params(params.cyclegan)
-    g_ab.load_state_dict(ckpt["modules"]["g_ab"])
-    g_ab.eval()
-    organs = (1, 2, 3, 4, 5, 6, 9, 11, 13)
-    ct_means, fake_means, t1_means = [], [], []
-    for vol in domain_a:
-        fake = translate_volume(g_ab, vol.image, params.cyclegan.patch_zyx, params.cyclegan.translate_overlap)
-        ct_means.append(_organ_means(vol.image, vol.label, organs))
-        fake_means.append(_organ_means(fake, vol.label, organs))
-    for case, vol in zip(t1w_cases, domain_b, strict=True):
-        true = read_label(root / "diagnostics" / "labels" / case.subset / f"{case.case_id}.nii.gz")
-        lab = resample(true, spacing, is_label=True).array
-        t1_means.append(_organ_means(vol.image, lab, organs))
-
-    def avg(rows, o):
-        vals = [r[o] for r in rows if o in r]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    rows, gap_ct, gap_fake = [], [], []
-    for o in organs:
-        c, f, t = avg(ct_means, o), avg(fake_means, o), avg(t1_means, o)
-        gap_ct.append(abs(c - t))
-        gap_fake.append(abs(f - t))
-        rows.append(f"| {SHORT_NAMES[o]} | {c:.1f} | {f:.1f} | {t:.1f} |")
+    g_ab, _ = load_translator(out / "checkpoint.pt", params)
+    rows, gap_ct, gap_fake = intensity_table(params, g_ab, domain_a, t1w_cases)
     lines += [
         "## CycleGAN: does translated CT move toward T1W?",
         "",
@@ -213,8 +183,8 @@ def cyclegan(iterations: int, lines: list[str]) -> None:
         "|---|---|---|---|",
         *rows,
         "",
-        f"Mean |organ mean - real T1W|: CT {np.mean(gap_ct):.1f}, fake T1W {np.mean(gap_fake):.1f} "
-        f"({'closer' if np.mean(gap_fake) < np.mean(gap_ct) else 'NOT closer'}).",
+        f"Mean |organ mean - real T1W|: CT {gap_ct:.1f}, fake T1W {gap_fake:.1f} "
+        f"({'closer' if gap_fake < gap_ct else 'NOT closer'}).",
         "",
     ]
     shutil.rmtree(out, ignore_errors=True)
