@@ -99,16 +99,21 @@ def _resample(vol: Any, spacing_zyx: Sequence[float], is_label: bool) -> Any:
 def load_train_volume(
     case: Any, spacing_zyx: Sequence[float], intensity: str = "zscore", preprocess: Any = None
 ) -> TrainVolume:
-    """Read a layout ``Case`` into a :class:`TrainVolume` at ``spacing_zyx``.
+    """Read a layout ``Case`` into a :class:`TrainVolume` at ``spacing_zyx``, reoriented to LPS
+    first (STUDY.md's first preprocessing step; :class:`flarelib.infer.pipeline.CasePredictor`
+    predicts on LPS arrays, so a net must train on them: BTCV and CHAOS store y flipped).
 
     ``intensity``: ``"zscore"`` (segmentation: CT is windowed to 0..255 first, with the
     ``preprocess`` section's window or 40/400), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
     ``preprocess`` params section).
     """
     from flarelib.data.layout import load_case
+    from flarelib.io import reorient_to_lps
     from flarelib.preprocess import ct_window, mr_scale, zscore
 
     image, label = load_case(case)
+    image = reorient_to_lps(image)[0]
+    label = None if label is None else reorient_to_lps(label)[0]
     image = _resample(image, spacing_zyx, is_label=False)
     arr = image.array
     if intensity == "zscore":

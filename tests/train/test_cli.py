@@ -223,3 +223,43 @@ def test_train_cli_stage1_trains_on_fake_mr_from_the_runs_cyclegan(tmp_path, mon
     other = load_params(tmp_path / "params.yaml", {"cyclegan": {"n_layers": 1, "lambda_identity": 1.0}})
     with pytest.warns(UserWarning, match=r"checkpoint\.pt: this CycleGAN was trained with other params"):
         run_stage(other, "stage1", tmp_path / "s1b", progress=False, device="cpu", cyclegan=gan_path)
+
+
+def test_training_volumes_are_reoriented_to_lps_as_prediction_sees_them(tmp_path):
+    """A case stored with y flipped (as BTCV and CHAOS are) trains on the LPS array that
+    ``flarelib predict`` would feed the net, not on the array as stored."""
+    from flarelib.config import Params
+    from flarelib.data.layout import Case
+    from flarelib.train.cli import load_train_volume
+
+    rng = np.random.default_rng(3)
+    lab = np.zeros((6, 20, 16), np.uint8)
+    lab[1:5, 2:8, 3:12] = 1  # "liver" in the first rows of y
+    img = (lab * 50.0 + rng.normal(0, 5, lab.shape)).astype(np.float32)
+    lps = Volume(img, (3.0, 2.0, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    flipped_dir = np.diag([1.0, -1.0, 1.0])
+    # the same physical volume stored y-flipped: reversed rows, origin at the other end of y
+    stored = Volume(img[:, ::-1].copy(), (3.0, 2.0, 2.0), (0.0, 19 * 2.0, 0.0), flipped_dir)
+    for name, vol in (("lps", lps), ("flipped", stored)):
+        write_image(vol, tmp_path / f"{name}_img.nii.gz")
+        labels = lab if name == "lps" else lab[:, ::-1].copy()
+        write_image(vol.with_array(labels), tmp_path / f"{name}_lab.nii.gz")
+    loaded = {
+        name: load_train_volume(
+            Case(
+                "s",
+                "ct_labeled",
+                name,
+                tmp_path / f"{name}_img.nii.gz",
+                tmp_path / f"{name}_lab.nii.gz",
+                "CT",
+            ),
+            (3.0, 2.0, 2.0),
+            "ct255",
+            Params().preprocess,
+        )
+        for name in ("lps", "flipped")
+    }
+    assert np.array_equal(loaded["flipped"].label, loaded["lps"].label)
+    assert np.allclose(loaded["flipped"].image, loaded["lps"].image)
+    assert loaded["flipped"].label[2, 3, 5] == 1  # the organ sits where LPS puts it
