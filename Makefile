@@ -34,7 +34,8 @@ test: setup ## fast tests (minutes, tiny volumes); real-data tests run when ../s
 smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom and real data
 	$(FLARELIB) run 00_data --profile smoke --data phantom
 	$(FLARELIB) run 01_stage1 --profile smoke --data phantom
-	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) run 00_data --profile smoke --data real; \
+	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) run 00_data --profile smoke --data real && \
+		$(FLARELIB) run 01_stage1 --profile smoke --data real; \
 	else echo "real data not found (../shared/data or FLARE_DATA): real-data smoke skipped"; fi
 	$(PY) -m pytest -q -m slow
 
