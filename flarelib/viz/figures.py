@@ -34,7 +34,8 @@ LABEL_COLOURS = np.array(
         (1.00, 0.55, 0.10, 1),
     ]
 )
-LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="flare", N=NUM_CLASSES)
+assert len(LABEL_COLOURS) == NUM_CLASSES
+LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="flare")
 
 
 def display_range(image: np.ndarray, modality: str = "MR") -> tuple[float, float]:
