@@ -38,6 +38,8 @@ def test_01_stage1_trains_scores_and_writes_pseudo_labels(tmp_path, monkeypatch)
     for path in pseudo:
         image = read_image(data / path.name.replace(".nii.gz", "_0000.nii.gz"))
         assert same_grid(read_label(path), image)
+    # scored against the phantom's hidden true labels of those volumes
+    assert 0.0 <= metrics["pseudo_label_true_dsc"] <= 1.0
     run = json.loads((folder / "stage1" / "run.json").read_text())
     assert run["cyclegan"]["iteration"] == 10
     html = (folder / "01_stage1.html").read_text()

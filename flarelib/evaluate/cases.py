@@ -36,10 +36,7 @@ def predict_and_score(
     from tqdm.auto import tqdm
 
     from flarelib.errors import FlareInputError
-    from flarelib.evaluate.metrics import header_spacing, score_case
     from flarelib.infer.pipeline import output_name
-    from flarelib.io import read_label
-    from flarelib.labels import SHORT_NAMES
 
     out = Path(out_dir)
     rows = []
@@ -49,26 +46,44 @@ def predict_and_score(
                 case.image, "this case has no label to score against", "pass labelled cases"
             )
         result = predictor.predict_file(case.image, out / output_name(case.image))
-        gt = read_label(case.label, case.label_map)
-        pred = read_label(result.output)
-        scores = score_case(
-            gt.array, pred.array, header_spacing(gt.spacing_zyx), not_annotated=case.not_annotated
-        )
         seq = (sequences or {}).get(case.case_id) or case.sequence or case.modality
         seconds = sum(v for k, v in result.seconds.items() if k not in ("read", "write"))
-        rows.extend(
-            {
-                "case": case.case_id,
-                "sequence": seq,
-                "organ": organ,
-                "organ_name": SHORT_NAMES[organ],
-                "dsc": d,
-                "nsd": n,
-                "seconds": seconds,
-            }
-            for organ, (d, n) in scores.items()
-        )
+        case_rows = score_file(result.output, case.label, case.label_map, case=case.case_id, sequence=seq)
+        rows += [{**row, "seconds": seconds} for row in case_rows]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def score_file(
+    prediction: str | Path,
+    truth: str | Path,
+    label_map: Any = None,
+    *,
+    case: str = "",
+    sequence: str = "",
+) -> list[dict[str, Any]]:
+    """FLARE-exact DSC/NSD of one prediction file against one ground-truth file (its header's
+    spacing; ``label_map`` maps the truth's ids to FLARE ids and names the organs it does not
+    annotate, which are left out): rows with the columns of :data:`COLUMNS` (``seconds`` NaN)."""
+    from flarelib.evaluate.metrics import header_spacing, score_case
+    from flarelib.io import read_label
+    from flarelib.labels import SHORT_NAMES
+
+    gt = read_label(truth, label_map)
+    pred = read_label(prediction)
+    not_annotated = label_map.not_annotated if label_map is not None else frozenset()
+    scores = score_case(gt.array, pred.array, header_spacing(gt.spacing_zyx), not_annotated=not_annotated)
+    return [
+        {
+            "case": case,
+            "sequence": sequence,
+            "organ": organ,
+            "organ_name": SHORT_NAMES[organ],
+            "dsc": d,
+            "nsd": n,
+            "seconds": float("nan"),
+        }
+        for organ, (d, n) in scores.items()
+    ]
 
 
 def per_case_table(scores: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pytest
 
 from flarelib.data.layout import Case
 from flarelib.errors import FlareInputError
-from flarelib.evaluate.cases import per_case_table, predict_and_score
+from flarelib.evaluate.cases import per_case_table, predict_and_score, score_file
 from flarelib.infer.pipeline import CaseResult
 from flarelib.io import Volume, read_image, write_image
 
@@ -63,3 +63,14 @@ def test_unlabelled_case_is_refused(tmp_path):
     unlabelled = Case("mr", "mr_unlabeled", "u", case.image, None, "MR")
     with pytest.raises(FlareInputError, match="no label"):
         predict_and_score(_Echo(lambda a: a), [unlabelled], tmp_path / "p")
+
+
+def test_score_file_against_a_truth_file(tmp_path):
+    (case, _) = _cases(tmp_path)
+    rows = score_file(case.label, case.label, case="c0", sequence="T2W")
+    assert len(rows) == 13 and all(r["dsc"] == 1.0 and r["sequence"] == "T2W" for r in rows)
+    empty = tmp_path / "empty.nii.gz"
+    truth = read_image(case.label)
+    write_image(truth.with_array(np.zeros(truth.shape, np.uint8)), empty)
+    rows = {r["organ"]: r["dsc"] for r in score_file(empty, case.label)}
+    assert rows[1] == 0.0 and rows[3] == 0.0 and rows[2] == 1.0  # absent in both scores 1
