@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from flarelib.errors import FlareInputError
+from flarelib.evaluate.dice import dice
 from flarelib.io import Volume
 from flarelib.preprocess import _default_value, _resample_sitk, _to_sitk_for_resampling
 
@@ -35,7 +36,6 @@ __all__ = [
     "RegistrationResult",
     "apply_transform",
     "compose",
-    "dice",
     "register_rigid",
     "register_translation",
     "rotation_angle_deg",
@@ -191,14 +191,6 @@ def _float_image(vol: Volume, smooth_mm: float = 0.0) -> sitk.Image:
     return img
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary masks (nonzero = foreground); 1.0 when both are empty."""
-    a = np.asarray(a) != 0
-    b = np.asarray(b) != 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-
-
 def _centroid_world(vol: Volume, mask: np.ndarray) -> np.ndarray | None:
     idx = np.argwhere(mask)
     if idx.size == 0:
@@ -299,7 +291,7 @@ def _execute(
 
 def _mask_quality(fixed: Volume, moving: Volume, transform: sitk.Transform) -> float:
     warped = apply_transform(moving.with_array(moving.array != 0), transform, fixed, is_label=True)
-    return dice(fixed.array, warped.array)
+    return dice(fixed.array, warped.array, empty=1.0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,7 +508,7 @@ def register_translation(
     if by == "label":
         warped = apply_transform(moving, result.transform, fixed, is_label=True).array
         ids = sorted((set(np.unique(fixed.array)) | set(np.unique(moving.array))) - {0})
-        result.details["label_dice"] = {int(i): dice(fixed.array == i, warped == i) for i in ids}
+        result.details["label_dice"] = {int(i): dice(fixed.array == i, warped == i, empty=1.0) for i in ids}
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -575,21 +575,6 @@ def _check_pair(gt: np.ndarray, pred: np.ndarray) -> None:
         )
 
 
-def dice(gt_mask: np.ndarray, pred_mask: np.ndarray) -> float:
-    """Volumetric Dice of two boolean masks (any equal shape): ``2 |A & B| / (|A| + |B|)``.
-
-    NaN when both are empty (as DeepMind's ``compute_dice_coefficient``); :func:`score_case`
-    applies FLARE's absence rules before calling it.
-    """
-    gt_mask, pred_mask = np.asarray(gt_mask, bool), np.asarray(pred_mask, bool)
-    if gt_mask.shape != pred_mask.shape:
-        raise ValueError(f"masks differ in shape: {gt_mask.shape} vs {pred_mask.shape}")
-    total = int(np.count_nonzero(gt_mask)) + int(np.count_nonzero(pred_mask))
-    if total == 0:
-        return math.nan
-    return 2 * int(np.count_nonzero(gt_mask & pred_mask)) / total
-
-
 def normalized_surface_dice(
     gt_mask: np.ndarray,
     pred_mask: np.ndarray,

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from flarelib.evaluate.dice import dice
 from flarelib.paths import atomic_write_text
 from flarelib.train.checkpoint import (
     BEST_NAME,
@@ -683,11 +684,9 @@ def dice_validator(
             for c in range(1, len(v.annotated)):
                 if not v.annotated[c]:
                     continue
-                g, p = v.label == c, pred == c
-                denom = int(g.sum()) + int(p.sum())
-                if denom == 0:
+                d = dice(v.label == c, pred == c, empty=None)
+                if d is None:
                     continue
-                d = 2.0 * int(np.logical_and(g, p).sum()) / denom
                 scores.append(d)
                 per_class.setdefault(c, []).append(d)
             if scores:
