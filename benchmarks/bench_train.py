@@ -39,7 +39,7 @@ from flarelib.data.layout import discover
 from flarelib.data.prepare import ensure_data
 from flarelib.labels import SHORT_NAMES
 from flarelib.paths import project_root
-from flarelib.train.cli import load_train_volume, train_cyclegan, train_segmentation
+from flarelib.train.stages import load_train_volume, train_cyclegan, train_segmentation
 
 RUN = project_root() / "params" / "runs" / "default.yaml"
 OUT = project_root() / "benchmarks" / "out"

@@ -36,10 +36,10 @@ from flarelib.labels import NUM_CLASSES
 from flarelib.models.unet import unet_from_params
 from flarelib.paths import project_root
 from flarelib.train.augment import AugmentConfig
-from flarelib.train.cli import load_train_volume
 from flarelib.train.loop import poly_lr, tiled_logits
 from flarelib.train.losses import deep_supervision_loss
 from flarelib.train.sampling import SegmentationBatches
+from flarelib.train.stages import load_train_volume
 
 ORGANS = (1, 3, 2, 13)  # liver, spleen, right kidney, left kidney
 PATCH = (24, 64, 64)

@@ -33,8 +33,8 @@ def intensity_table(params, generator, ct_volumes, t1w_cases) -> tuple[list[str]
     from flarelib.labels import SHORT_NAMES
     from flarelib.paths import data_root
     from flarelib.preprocess import resample
-    from flarelib.train.cli import load_train_volume
     from flarelib.train.cyclegan import translate_volume
+    from flarelib.train.stages import load_train_volume
 
     spacing = params.preprocess.target_spacing_zyx
     root = data_root(params)
@@ -73,9 +73,9 @@ def main() -> int:
     from flarelib.config import compose_params
     from flarelib.data.layout import discover
     from flarelib.paths import project_root, stage_dir
-    from flarelib.train.cli import LABELLED_ROLES, load_train_volume
     from flarelib.train.fake_mr import load_translator
     from flarelib.train.loop import resolve_device
+    from flarelib.train.stages import LABELLED_ROLES, load_train_volume
 
     params = compose_params(project_root() / "params" / "runs" / "default.yaml", args.profile, "phantom")
     ckpt = args.cyclegan or stage_dir(args.profile, params.run.name, "cyclegan") / "checkpoint.pt"

@@ -38,19 +38,13 @@ import pandas as pd
 from IPython.display import display
 
 from flarelib.config import load_stage_params
-from flarelib.data.layout import discover
+from flarelib.data import discover, select_cases
 from flarelib.data.prepare import ensure_data
 from flarelib.evaluate.cases import per_case_table, predict_and_score, score_file
 from flarelib.infer.pipeline import CasePredictor, predict_paths
 from flarelib.paths import atomic_write_text, stage_dir
-from flarelib.train.cli import (
-    LABELLED_ROLES,
-    UNLABELLED_ROLES,
-    VALIDATION_ROLES,
-    load_train_volume,
-    run_stage,
-)
 from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.stages import load_train_volume, run_stage
 from flarelib.viz.figures import case_slices_figure, training_curves_figure
 
 params = load_stage_params(params_file, profile)
@@ -58,10 +52,10 @@ out = stage_dir(profile, run_id, "01_stage1")
 out.mkdir(parents=True, exist_ok=True)
 root = ensure_data(params)
 seq = params.cyclegan.target_sequence
-cases = [c for cs in discover(params).values() for c in cs]
-ct_cases = [c for c in cases if c.role in LABELLED_ROLES and c.label is not None]
-mr_cases = [c for c in cases if c.role in UNLABELLED_ROLES and c.label is None and c.sequence == seq]
-val_cases = [c for c in cases if c.role in VALIDATION_ROLES and c.label is not None]
+cases = discover(params)
+ct_cases = select_cases(cases, "labelled")
+mr_cases = select_cases(cases, "unlabelled", sequence=seq)
+val_cases = select_cases(cases, "validation")
 print(f"{len(ct_cases)} labelled CT, {len(mr_cases)} unlabelled real {seq}, {len(val_cases)} MR validation")
 
 # %% [markdown]

@@ -10,8 +10,12 @@ from typing import Any
 
 from flarelib.data.layout import Case, discover, lld_patients, load_case, natural_key, parse_lld_case_id
 from flarelib.data.manifest import Manifest, ManifestCase, load_manifest, write_manifest
+from flarelib.data.roles import LABELLED_ROLES, UNLABELLED_ROLES, VALIDATION_ROLES, select_cases
 
 __all__ = [
+    "LABELLED_ROLES",
+    "UNLABELLED_ROLES",
+    "VALIDATION_ROLES",
     "Case",
     "CheckReport",
     "Manifest",
@@ -23,6 +27,7 @@ __all__ = [
     "load_manifest",
     "natural_key",
     "parse_lld_case_id",
+    "select_cases",
     "write_manifest",
 ]
 

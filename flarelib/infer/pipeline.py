@@ -17,7 +17,7 @@ One case (STUDY.md "Preprocessing", "Inference and post-processing"):
 Each stage is timed (seconds, :attr:`CaseResult.seconds`); the model load is timed once
 (:attr:`CasePredictor.load_seconds`).
 
-**Models and params.** ``--model`` takes a checkpoint of :mod:`flarelib.train.checkpoint`: the
+**Models and params.** ``--model`` takes a checkpoint of :mod:`flarelib.checkpoint`: the
 loop's ``checkpoint.pt`` (``{"modules": {name: state_dict}, ...}``: the ``infer.weights`` entry,
 ``teacher`` or ``student``, is loaded; a checkpoint with a single network uses that one), or a
 ``model_best.pt`` (``{"state_dict", "which"}``), or a model file of :func:`save_model_file` (the
@@ -48,20 +48,20 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from flarelib.config import Params, load_params, params_from_dict, params_to_dict
+from flarelib.checkpoint import load_model, save_model_file
+from flarelib.config import Params
 from flarelib.errors import FlareInputError
 from flarelib.infer.postprocess import postprocess
 from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime, resolve_runtime
-from flarelib.io import Volume, read_image, reorient, reorient_to_lps, same_grid, write_image
-from flarelib.models.unet import UNet3D, unet_from_params
-from flarelib.preprocess import ct_window, resample, resample_to_reference, zscore
+from flarelib.io import Volume, read_image, reorient, same_grid, write_image
+from flarelib.preprocess import PreparedCase, prepare_case, resample_to_reference
 
 __all__ = [
     "STAGES",
@@ -100,111 +100,6 @@ def _check_not_constant(vol: Volume, path: Path | str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------------
-
-
-def save_model_file(
-    path: str | Path,
-    params: Params,
-    modules: Mapping[str, Mapping[str, torch.Tensor]],
-    stage: str = "export",
-    **meta: Any,
-) -> Path:
-    """Write a self-contained model file for ``flarelib predict``: the training loop's checkpoint
-    layout (``format``, ``stage``, ``params_hash``, ``modules``) plus the resolved ``params``.
-
-    ``modules`` maps names (``"teacher"``, ``"student"``) to state dicts. Written atomically.
-    """
-    from flarelib.config import params_hash
-    from flarelib.train.checkpoint import FORMAT_VERSION, save_checkpoint
-
-    state = {
-        "format": FORMAT_VERSION,
-        "stage": stage,
-        "params_hash": params_hash(params),
-        "modules": {k: dict(v) for k, v in modules.items()},
-        "params": params_to_dict(params),
-        **meta,
-    }
-    return save_checkpoint(path, state)
-
-
-def _params_for(ckpt: Mapping[str, Any], path: Path, params_file: str | Path | None) -> Params:
-    if params_file is not None:
-        return load_params(params_file)
-    if isinstance(ckpt.get("params"), Mapping):
-        return params_from_dict(ckpt["params"], source=str(path))
-    for folder in (path.parent, path.parent.parent):
-        candidate = folder / "params.yaml"
-        if candidate.is_file():
-            return load_params(candidate)
-    raise FlareInputError(
-        path,
-        "the checkpoint holds no params and there is no params.yaml beside it",
-        "pass --params FILE (the resolved params.yaml of the run that trained it)",
-    )
-
-
-def _state_dict_for(ckpt: Mapping[str, Any], path: Path, which: str) -> tuple[dict[str, Any], str]:
-    if "modules" in ckpt:
-        modules = ckpt["modules"]
-        if which in modules:
-            return modules[which], which
-        nets = [k for k in modules if k in ("teacher", "student", "model")]
-        if len(nets) == 1:
-            return modules[nets[0]], nets[0]
-        raise FlareInputError(
-            path,
-            f"no '{which}' weights (the checkpoint has {sorted(modules)})",
-            f"set infer.weights to one of {sorted(nets) or sorted(modules)}",
-        )
-    if "state_dict" in ckpt:
-        return ckpt["state_dict"], str(ckpt.get("which", "model"))
-    raise FlareInputError(
-        path,
-        "not a flarelib model checkpoint (no 'modules' or 'state_dict')",
-        "pass checkpoint.pt / model_best.pt of a training stage, or a file of save_model_file",
-    )
-
-
-def load_model(
-    checkpoint: str | Path,
-    params: Params | str | Path | None = None,
-    weights: str | None = None,
-    device: torch.device | str = "cpu",
-) -> tuple[UNet3D, Params, dict[str, Any]]:
-    """Build the U-Net of the checkpoint's params and load its weights; eval mode on ``device``.
-
-    ``params``: a :class:`Params`, a params file, or None (from the checkpoint, see the module
-    docstring). ``weights``: ``"teacher"`` / ``"student"``, default ``params.infer.weights``.
-    Returns ``(model, params, info)`` with ``info["weights"]`` the network actually loaded.
-    """
-    from flarelib.train.checkpoint import load_checkpoint
-
-    path = Path(checkpoint)
-    ckpt = load_checkpoint(path)
-    p = params if isinstance(params, Params) else _params_for(ckpt, path, params)
-    which = weights or p.infer.weights
-    state, loaded = _state_dict_for(ckpt, path, which)
-    model = unet_from_params(p.unet)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise FlareInputError(
-            path,
-            f"weights do not fit the params' network ({str(exc).splitlines()[0][:160]})",
-            "pass the --params of the run that trained this checkpoint",
-        ) from None
-    model.eval().to(torch.device(device))
-    info = {
-        k: v for k, v in ckpt.items() if k not in ("modules", "optimizers", "state_dict", "rng", "params")
-    }
-    info["weights"] = loaded
-    return model, p, info
-
-
-# --------------------------------------------------------------------------------------------------
 # Per case
 # --------------------------------------------------------------------------------------------------
 
@@ -239,7 +134,7 @@ class CasePredictor:
             (default: a temporary folder).
         modality: ``"MR"`` (the default: z-score of the raw intensities) or ``"CT"`` (HU windowed
             with ``preprocess.ct_window_level``/``ct_window_width`` to 0..255 first), as the
-            training volumes were normalised (:func:`flarelib.train.cli.load_train_volume`).
+            training volumes were normalised (both through :func:`flarelib.preprocess.prepare_case`).
 
     ``runtime`` is the runtime actually used (``infer.runtime`` with ``auto`` resolved).
     """
@@ -303,6 +198,18 @@ class CasePredictor:
         model, p, _ = load_model(checkpoint, params, device=dev)
         return cls(model, p, dev, progress, load_seconds=time.perf_counter() - t0)
 
+    def prepare(self, vol: Volume) -> PreparedCase:
+        """The network's input for ``vol``: :func:`flarelib.preprocess.prepare_case` with the
+        training spacing, ``zscore`` and this predictor's modality, as the training volumes were
+        made (:func:`flarelib.train.stages.load_train_volume`)."""
+        return prepare_case(
+            vol,
+            spacing_zyx=self.params.preprocess.target_spacing_zyx,
+            intensity="zscore",
+            modality=self.modality,
+            preprocess=self.params.preprocess,
+        )
+
     def predict_volume(
         self, vol: Volume, seconds: dict[str, float] | None = None, report: dict[str, Any] | None = None
     ) -> Volume:
@@ -315,16 +222,8 @@ class CasePredictor:
         path = vol.path or "<image>"
         _check_not_constant(vol, path)
         t = time.perf_counter()
-        lps, code = reorient_to_lps(vol)
-        seconds["read"] = seconds.get("read", 0.0) + time.perf_counter() - t
-
-        t = time.perf_counter()
-        res = resample(lps, tuple(self.params.preprocess.target_spacing_zyx), is_label=False)
-        arr = res.array
-        if self.modality == "CT":
-            pre = self.params.preprocess
-            arr = ct_window(arr, pre.ct_window_level, pre.ct_window_width)
-        image = np.asarray(zscore(arr), dtype=np.float32)
+        prep = self.prepare(vol)
+        image, res, lps, code = prep.image, prep.grid, prep.lps, prep.orientation
         seconds["resample"] = time.perf_counter() - t
 
         t = time.perf_counter()

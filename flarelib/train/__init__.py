@@ -6,7 +6,9 @@
 * :mod:`.mean_teacher`: the Mean Teacher (and supervised) system.
 * :mod:`.cyclegan`: the 3D CycleGAN system and whole-volume translation.
 * :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
-* :mod:`.cli`: ``flarelib train --params FILE --stage NAME``.
+* :mod:`.stages`: the stage API (run_stage, train_segmentation, train_cyclegan) the CLI and the
+  notebooks call.
+* :mod:`.cli`: ``flarelib train --params FILE --stage NAME`` (arguments and printing only).
 """
 
 from flarelib.train.augment import AugmentConfig, augment_sample, mirror

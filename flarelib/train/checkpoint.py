@@ -1,4 +1,5 @@
-"""Training checkpoints: atomic writes, RNG capture/restore, stage/params checks on resume.
+"""Training checkpoints: RNG capture/restore, stage/params checks on resume (the file format and
+atomic writes are :mod:`flarelib.checkpoint`'s).
 
 A checkpoint is a ``torch.save`` dict holding only tensors and plain Python values (so it loads with
 ``weights_only=True``)::
@@ -22,34 +23,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from flarelib.checkpoint import (  # the format lives in flarelib.checkpoint; re-exported here
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    FORMAT_VERSION,
+    load_checkpoint,
+    save_checkpoint,
+)
 from flarelib.errors import FlareInputError
-from flarelib.paths import atomic_writer
 
-FORMAT_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
-BEST_NAME = "model_best.pt"
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """``torch.save(state)`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    with atomic_writer(Path(path)) as fh:
-        torch.save(state, fh)
-    return Path(path)
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FlareInputError(path, "checkpoint not found", "train the stage first or check the path")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
-        raise FlareInputError(
-            path,
-            f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            "delete it (training restarts) or point at a checkpoint written by flarelib train",
-        ) from None
+__all__ = [
+    "BEST_NAME",
+    "CHECKPOINT_NAME",
+    "FORMAT_VERSION",
+    "capture_rng",
+    "check_compatible",
+    "load_checkpoint",
+    "load_model_weights",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 
 def check_compatible(ckpt: dict[str, Any], path: Path, stage: str, params_hash: str) -> None:

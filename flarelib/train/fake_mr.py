@@ -86,7 +86,7 @@ def translate_to_fake_mr(
 ) -> list[TrainVolume]:
     """Translate CT volumes (0..255, with labels) into z-scored fake MR volumes with the same labels.
 
-    ``ct_volumes`` are what :func:`flarelib.train.cli.load_train_volume` gives with
+    ``ct_volumes`` are what :func:`flarelib.train.stages.load_train_volume` gives with
     ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
     mask, and the name ``<name>_fake``.
     """

@@ -11,7 +11,8 @@ import yaml
 from flarelib.errors import FlareInputError
 from flarelib.io import Volume, write_image
 from flarelib.train.checkpoint import load_checkpoint
-from flarelib.train.cli import add_cli, augment_config, run_stage, stage_seed, training_hash
+from flarelib.train.cli import add_cli
+from flarelib.train.stages import augment_config, run_stage, stage_seed, training_hash
 
 
 def _write_dataset(root):
@@ -230,7 +231,7 @@ def test_training_volumes_are_reoriented_to_lps_as_prediction_sees_them(tmp_path
     ``flarelib predict`` would feed the net, not on the array as stored."""
     from flarelib.config import Params
     from flarelib.data.layout import Case
-    from flarelib.train.cli import load_train_volume
+    from flarelib.train.stages import load_train_volume
 
     rng = np.random.default_rng(3)
     lab = np.zeros((6, 20, 16), np.uint8)

@@ -1,0 +1,444 @@
+"""The stage API: what ``flarelib train --stage NAME`` and the stage notebooks call to train one stage
+into ``outputs/<profile>/<run>/<stage>/`` (:func:`run_stage`), or a stage on volumes of their own
+(:func:`train_segmentation`, :func:`train_cyclegan`).
+
+Stages:
+
+* ``cyclegan``: CycleGAN between CT (every labelled/pseudo-labelled CT, windowed to 0..255) and
+  unlabelled MR of ``cyclegan.target_sequence`` (scaled to 0..255), both resampled to
+  ``preprocess.target_spacing_zyx``. (The translation registration of STUDY.md stage 1 is not done
+  here: the stage notebook prepares those crops.)
+* ``stage1``: STUDY.md stage 1's MR network. Labelled = every labelled CT translated into fake MR
+  by the run's CycleGAN (``g_ab`` of ``outputs/<profile>/<run>/cyclegan/checkpoint.pt``, or
+  ``--cyclegan CKPT``; :mod:`flarelib.train.fake_mr`), keeping the CT labels; unlabelled = the real
+  MR of ``cyclegan.target_sequence``; validation = the labelled MR validation cases.
+* any other name (``mt_stage1``, ``baseline``, ...): the generic segmentation entry. Labelled =
+  every CT case with a label (roles ``ct_labeled``, ``ct_pseudo``); unlabelled = every MR case
+  without a label (``mr_lld``, ``mr_amos``, ``mr_unlabeled``); validation = the labelled MR
+  validation cases (``mr_val``). Volumes are resampled to ``preprocess.target_spacing_zyx`` and
+  z-scored. ``train.mode`` picks Mean Teacher or supervised. Stage-specific data assembly (fake
+  T1W, transferred pseudo-labels, anatomy filter) belongs to the stage code, which calls
+  :func:`train_segmentation` / :func:`train_cyclegan` with its own volumes.
+
+The output folder gets ``checkpoint.pt`` (resumed automatically; ``--restart`` starts over),
+``model_best.pt`` when validation ran, ``train_log.csv``, ``val_log.csv``, ``tensorboard/``,
+``params.yaml`` and ``run.json``. Under ``torchrun`` every rank loads the data; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from flarelib.config import Params, PreprocessParams, TrainParams, params_hash, params_to_dict
+from flarelib.data.layout import Case, discover, load_case
+from flarelib.data.prepare import ensure_data
+from flarelib.data.roles import LABELLED_ROLES, UNLABELLED_ROLES, VALIDATION_ROLES, select_cases
+from flarelib.errors import FlareInputError
+from flarelib.infer.sliding import SlidingWindowPredictor
+from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
+from flarelib.models.unet import required_divisor, unet_from_params
+from flarelib.paths import stage_dir
+from flarelib.preprocess import prepare_case
+from flarelib.preprocess.prepare import Intensity
+from flarelib.repro import save_run_record
+from flarelib.train.augment import AugmentConfig
+from flarelib.train.cyclegan import CycleGAN
+from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.loop import (
+    DistInfo,
+    LoopConfig,
+    LoopResult,
+    Validator,
+    dice_validator,
+    setup_distributed,
+    train,
+)
+from flarelib.train.mean_teacher import MeanTeacher
+from flarelib.train.sampling import SegmentationBatches, TrainVolume, UnpairedBatches
+
+__all__ = [
+    "FAKE_MR_STAGE",
+    "LABELLED_ROLES",
+    "OPERATIONAL_TRAIN_FIELDS",
+    "UNLABELLED_ROLES",
+    "VALIDATION_ROLES",
+    "augment_config",
+    "load_train_volume",
+    "run_stage",
+    "segmentation_validator",
+    "stage_seed",
+    "train_cyclegan",
+    "train_segmentation",
+    "training_hash",
+]
+
+#: The stage that trains on fake MR translated by the run's CycleGAN (STUDY.md stage 1).
+FAKE_MR_STAGE = "stage1"
+
+#: Params fields that do not change what is trained (excluded from the checkpoint's params hash).
+OPERATIONAL_TRAIN_FIELDS = (
+    "checkpoint_every",
+    "validate_every",
+    "num_workers",
+    "threads",
+    "prefetch",
+    "log_every",
+    "validation_cases",
+)
+
+
+def stage_seed(master_seed: int, stage: str) -> int:
+    """The seed of one stage, derived from the run's master seed and the stage name."""
+    ss = np.random.SeedSequence([int(master_seed) & 0xFFFFFFFF, zlib.crc32(stage.encode())])
+    return int(ss.generate_state(1)[0])
+
+
+def training_hash(params: Params, stage: str) -> str:
+    """Hash of everything that determines what a stage trains (not logging/worker settings)."""
+    d = params_to_dict(params)
+    train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
+    keep = {
+        "seed": d["run"]["seed"],
+        "data": d["data"],
+        "phantom": d["phantom"],
+        "preprocess": d["preprocess"],
+    }
+    if stage == "cyclegan":
+        keep["cyclegan"] = d["cyclegan"]
+    else:
+        keep.update(unet=d["unet"], train=train)
+    if stage == FAKE_MR_STAGE:  # its labelled data is what the CycleGAN makes
+        keep["cyclegan"] = d["cyclegan"]
+    return params_hash({"stage": stage, **keep})
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def load_train_volume(
+    case: Case,
+    spacing_zyx: Sequence[float],
+    intensity: Intensity = "zscore",
+    preprocess: PreprocessParams | None = None,
+) -> TrainVolume:
+    """Read a layout :class:`~flarelib.data.layout.Case` into a :class:`TrainVolume` at
+    ``spacing_zyx`` (mm, z y x) through :func:`flarelib.preprocess.prepare_case`, the path
+    prediction takes too (LPS, spacing, intensity).
+
+    ``intensity``: ``"zscore"`` (segmentation: CT is windowed to 0..255 first, with the
+    ``preprocess`` section's window or 40/400), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
+    ``preprocess`` params section).
+    """
+    image, label = load_case(case)
+    prep = prepare_case(
+        image,
+        label,
+        spacing_zyx=spacing_zyx,
+        intensity=intensity,
+        modality=case.modality,
+        preprocess=preprocess,
+    )
+    annotated = None
+    if prep.label is not None and case.label_map is not None:
+        annotated = case.label_map.annotated_mask()
+    return TrainVolume(
+        prep.image, prep.label, annotated, name=str(case.case_id), spacing_zyx=tuple(spacing_zyx)
+    )
+
+
+def _load_all(
+    cases: Sequence[Case],
+    spacing: Sequence[float],
+    intensity: Intensity,
+    preprocess: PreprocessParams,
+    what: str,
+    progress: bool,
+) -> list[TrainVolume]:
+    return [
+        load_train_volume(c, spacing, intensity, preprocess)
+        for c in tqdm(cases, desc=f"loading {what}", disable=not progress or not cases, leave=False)
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage runners (also the API the stage notebooks call with their own volumes)
+# --------------------------------------------------------------------------------------------------
+
+
+def _loop_config(
+    params: Params,
+    stage: str,
+    out_dir: Path,
+    iterations: int,
+    *,
+    restart: bool,
+    device: str | None,
+    progress: bool,
+) -> LoopConfig:
+    t = params.train
+    return LoopConfig(
+        stage=stage,
+        out_dir=out_dir,
+        iterations=iterations,
+        seed=stage_seed(params.run.seed, stage),
+        params_hash=training_hash(params, stage),
+        checkpoint_every=t.checkpoint_every,
+        validate_every=t.validate_every,
+        log_every=t.log_every,
+        num_workers=t.num_workers,
+        prefetch=t.prefetch,
+        threads=t.threads,
+        amp=t.amp,
+        device=device,
+        progress=progress,
+        resume=not restart,
+    )
+
+
+def segmentation_validator(params: Params, volumes: Sequence[TrainVolume]) -> Validator | None:
+    """Dice on whole labelled volumes, predicted by the predictor inference uses
+    (:meth:`SlidingWindowPredictor.from_params` of the ``infer`` section: window, step rule,
+    placement, Gaussian, L/R pairs), without mirroring (a training-time check). Not the loop's
+    non-overlapping tiles: those hide much of what a net has learned (benchmarks/RESULTS.md,
+    convergence diagnostics)."""
+    vols = [v for v in volumes if v.label is not None]
+    if params.train.validation_cases > 0:
+        vols = vols[: params.train.validation_cases]
+    if not vols:
+        return None
+    infer = dataclasses.replace(params.infer, mirror_axes=())
+
+    def predictor(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        swp = SlidingWindowPredictor.from_params(
+            model,
+            infer,
+            params.unet.num_classes,
+            device=next(model.parameters()).device,
+            swap_lr_labels=params.train.swap_lr_labels,
+        )
+        return swp.predict_labels
+
+    return dice_validator(vols, infer.window_zyx, predictor_factory=predictor)
+
+
+def augment_config(train_params: TrainParams) -> AugmentConfig:
+    """The :class:`~flarelib.train.augment.AugmentConfig` of ``train.augmentation``: ``nnunet``
+    (every transform at its default probability) or ``none`` (plain crops); both honour
+    ``train.swap_lr_labels``."""
+    swap = train_params.swap_lr_labels
+    if train_params.augmentation == "none":
+        return AugmentConfig.none(swap_lr_labels=swap)
+    return AugmentConfig(swap_lr_labels=swap)
+
+
+def train_segmentation(
+    params: Params,
+    stage: str,
+    out_dir: Path,
+    labeled: Sequence[TrainVolume],
+    unlabeled: Sequence[TrainVolume],
+    validation: Sequence[TrainVolume] = (),
+    *,
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+) -> LoopResult:
+    """Train a Mean Teacher (or supervised, ``train.mode``) U-Net on the given volumes; returns the
+    :class:`~flarelib.train.loop.LoopResult`."""
+    t = params.train
+    div = required_divisor(params.unet.pool_zyx)
+    if any(p % d for p, d in zip(t.patch_zyx, div, strict=True)):
+        raise FlareInputError(
+            "train.patch_zyx",
+            f"{list(t.patch_zyx)} is not a multiple of {list(div)} (the U-Net's pooling)",
+            f"use multiples of {list(div)}",
+        )
+    if not labeled:
+        raise FlareInputError(
+            "data.subsets",
+            "no labelled volumes to train on",
+            "add a subset with role ct_labeled or ct_pseudo and labels",
+        )
+    info = dist_info or setup_distributed(device)
+    seed = stage_seed(params.run.seed, stage)
+    torch.manual_seed(seed)
+    student = unet_from_params(params.unet)
+    system = MeanTeacher(student, params=t, seed=seed, eval_weights=params.infer.weights)
+    batches = SegmentationBatches(
+        labeled,
+        unlabeled if t.mode == "mean_teacher" else None,
+        t.patch_zyx,
+        batch_labeled=t.batch_labeled,
+        batch_unlabeled=t.batch_unlabeled,
+        foreground_oversample=t.foreground_oversample,
+        augment=augment_config(t),
+        seed=seed,
+        rank=info.rank,
+    )
+    cfg = _loop_config(
+        params,
+        stage,
+        out_dir,
+        t.iterations,
+        restart=restart,
+        device=device,
+        progress=progress and info.is_main,
+    )
+    validate = segmentation_validator(params, validation) if validation else None
+    return train(system, batches, cfg, validate, dist_info=info)
+
+
+def train_cyclegan(
+    params: Params,
+    out_dir: Path,
+    domain_a: Sequence[TrainVolume],
+    domain_b: Sequence[TrainVolume],
+    *,
+    stage: str = "cyclegan",
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+) -> LoopResult:
+    """Train the CycleGAN (A -> B) on 0..255 volumes; returns the LoopResult."""
+    c = params.cyclegan
+    if not domain_a or not domain_b:
+        raise FlareInputError(
+            "data.subsets",
+            f"CycleGAN needs volumes in both domains (A: {len(domain_a)}, B: {len(domain_b)})",
+            "check the CT subsets and cyclegan.target_sequence",
+        )
+    if any(p % 4 for p in c.patch_zyx):
+        raise FlareInputError(
+            "cyclegan.patch_zyx",
+            f"{list(c.patch_zyx)} must be multiples of 4",
+            "use multiples of 4 (two stride-2 downsamplings)",
+        )
+    min_d = 3 * 2**c.n_layers
+    if min(c.patch_zyx) < min_d:
+        raise FlareInputError(
+            "cyclegan.patch_zyx",
+            f"{list(c.patch_zyx)} is too small for a discriminator with "
+            f"n_layers={c.n_layers} (every axis needs >= {min_d})",
+            "enlarge the patch or lower cyclegan.n_layers",
+        )
+    info = dist_info or setup_distributed(device)
+    seed = stage_seed(params.run.seed, stage)
+    gen = torch.Generator().manual_seed(seed)
+    system = CycleGAN(
+        generator_from_params(c, gen),
+        generator_from_params(c, gen),
+        discriminator_from_params(c, gen),
+        discriminator_from_params(c, gen),
+        c,
+        seed=seed,
+    )
+    batches = UnpairedBatches(domain_a, domain_b, c.patch_zyx, batch_size=1, seed=seed, rank=info.rank)
+    cfg = _loop_config(
+        params,
+        stage,
+        out_dir,
+        c.epochs * c.iterations_per_epoch,
+        restart=restart,
+        device=device,
+        progress=progress and info.is_main,
+    )
+    cfg.amp = params.train.amp
+    return train(system, batches, cfg, None, dist_info=info)
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch
+# --------------------------------------------------------------------------------------------------
+
+
+def run_stage(
+    params: Params,
+    stage: str,
+    out_dir: Path | None = None,
+    *,
+    restart: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    cyclegan: str | Path | None = None,
+) -> LoopResult:
+    """Discover the data of ``params``, load it and train ``stage`` (see the module docstring).
+
+    ``cyclegan``: the CycleGAN checkpoint of stage ``stage1`` (default: the run's cyclegan stage)."""
+    info = setup_distributed(device)
+    out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
+    extra: dict[str, Any] = {"stage": stage, "world_size": info.world_size}
+    if stage == FAKE_MR_STAGE and cyclegan is None:
+        cyclegan = stage_dir(params.run.profile, params.run.name, "cyclegan") / "checkpoint.pt"
+    if info.is_main:
+        ensure_data(params)
+        save_run_record(out, params, extra=extra)
+    if info.distributed:
+        dist.barrier()
+    cases = discover(params)
+    spacing = params.preprocess.target_spacing_zyx
+    show = progress and info.is_main
+    if stage == "cyclegan":
+        seq = params.cyclegan.target_sequence
+        a_cases = select_cases(cases, "labelled")
+        b_cases = select_cases(cases, "unlabelled", sequence=seq)
+        a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
+        b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+        return train_cyclegan(
+            params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
+        )
+    labelled_cases = select_cases(cases, "labelled")
+    unlabelled_cases = select_cases(cases, "unlabelled")
+    if stage == FAKE_MR_STAGE:
+        labeled, translator = _fake_mr(params, labelled_cases, cyclegan, info.device, show)
+        if info.is_main:
+            save_run_record(out, params, extra={**extra, "cyclegan": translator})
+        unlabelled_cases = select_cases(cases, "unlabelled", sequence=params.cyclegan.target_sequence)
+    else:
+        labeled = _load_all(labelled_cases, spacing, "zscore", params.preprocess, "labelled", show)
+    unlabeled = []
+    if params.train.mode == "mean_teacher":
+        unlabeled = _load_all(unlabelled_cases, spacing, "zscore", params.preprocess, "unlabelled", show)
+    val_cases = select_cases(cases, "validation")
+    if params.train.validation_cases > 0:
+        val_cases = val_cases[: params.train.validation_cases]
+    validation = _load_all(val_cases, spacing, "zscore", params.preprocess, "validation", show)
+    return train_segmentation(
+        params,
+        stage,
+        out,
+        labeled,
+        unlabeled,
+        validation,
+        restart=restart,
+        device=device,
+        progress=progress,
+        dist_info=info,
+    )
+
+
+def _fake_mr(
+    params: Params, cases: Sequence[Case], cyclegan: str | Path, device: torch.device, show: bool
+) -> tuple[list[TrainVolume], dict[str, Any]]:
+    """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`), and
+    the record of the CycleGAN checkpoint that made them."""
+    expect = training_hash(params, "cyclegan")
+    generator, record = load_translator(cyclegan, params, device, expect_hash=expect)
+    ct = _load_all(cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show)
+    c = params.cyclegan
+    fake = translate_to_fake_mr(
+        generator, ct, c.patch_zyx, overlap=c.translate_overlap, device=device, progress=show
+    )
+    return fake, record
