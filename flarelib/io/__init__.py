@@ -20,6 +20,7 @@ RAS choice of world axes changes the signs in the matrices, never the anatomical
 
 Every bad input stops with one :class:`~flarelib.errors.FlareInputError` line naming the file and
 the fix (missing file, truncated or corrupt gzip, not a NIfTI, 2-D / 4-D / multi-component image,
+NaN or inf voxels, image/label grid mismatch, non-integer or unknown label ids).
 
 Modules: :mod:`~flarelib.io.volume` (the :class:`Volume`), :mod:`~flarelib.io.read` (open a path as
 a Volume), :mod:`~flarelib.io.write` (atomic writes), :mod:`~flarelib.io.grid` (same grid or not),
