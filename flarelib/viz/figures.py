@@ -14,27 +14,10 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from flarelib.labels import NUM_CLASSES, SHORT_NAMES
+from flarelib.viz.colours import LABEL_RGBA
 
 #: One colour per FLARE id (0 transparent), fixed so every figure agrees.
-LABEL_COLOURS = np.array(
-    [
-        (0, 0, 0, 0),
-        (0.86, 0.37, 0.34, 1),
-        (0.99, 0.80, 0.18, 1),
-        (0.36, 0.72, 0.36, 1),
-        (0.94, 0.60, 0.85, 1),
-        (0.90, 0.10, 0.10, 1),
-        (0.25, 0.45, 0.95, 1),
-        (0.60, 0.95, 0.95, 1),
-        (0.10, 0.80, 0.80, 1),
-        (0.45, 0.85, 0.20, 1),
-        (0.80, 0.55, 0.20, 1),
-        (0.65, 0.40, 0.90, 1),
-        (0.95, 0.75, 0.55, 1),
-        (1.00, 0.55, 0.10, 1),
-    ]
-)
-assert len(LABEL_COLOURS) == NUM_CLASSES
+LABEL_COLOURS = np.array(LABEL_RGBA)
 LABEL_CMAP = ListedColormap(LABEL_COLOURS, name="flare")
 
 

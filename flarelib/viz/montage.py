@@ -21,26 +21,12 @@ from matplotlib.figure import Figure
 from flarelib.errors import FlareInputError
 from flarelib.io import read_image, read_label
 from flarelib.labels import SEQUENCES, SHORT_NAMES
+from flarelib.viz.colours import LABEL_RGBA
 
 __all__ = ["phantom_montage"]
 
-#: One colour per FLARE id (same as :mod:`flarelib.viz.figures`).
-_COLOURS = [
-    (0, 0, 0),
-    (0.86, 0.37, 0.34),
-    (0.99, 0.80, 0.18),
-    (0.36, 0.72, 0.36),
-    (0.94, 0.60, 0.85),
-    (0.90, 0.10, 0.10),
-    (0.25, 0.45, 0.95),
-    (0.60, 0.95, 0.95),
-    (0.10, 0.80, 0.80),
-    (0.45, 0.85, 0.20),
-    (0.80, 0.55, 0.20),
-    (0.65, 0.40, 0.90),
-    (0.95, 0.75, 0.55),
-    (1.00, 0.55, 0.10),
-]
+#: One RGB colour per FLARE id (the shared label colours, without alpha).
+_COLOURS = [rgba[:3] for rgba in LABEL_RGBA]
 
 
 def _kidney_slice(label: np.ndarray) -> int:
