@@ -53,6 +53,7 @@ import numpy as np
 from scipy import ndimage
 
 from flarelib.errors import FlareInputError
+from flarelib.evaluate.dice import dice as dice  # re-exported: callers import it from here
 from flarelib.labels import ORGAN_IDS, SHORT_NAMES, LabelMap, label_map_from_manifest_entry
 
 if TYPE_CHECKING:
