@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections import OrderedDict
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -33,81 +31,20 @@ from flarelib.evaluate.metrics import (
     summary_table,
 )
 from flarelib.labels import ORGAN_IDS, LabelMap
+from tests.evaluate.flare_reference import LABEL_TOLERANCE
+from tests.evaluate.support import (
+    METHODS,
+    SPACING,
+    assert_scores_close,
+    cube,
+    labels_from,
+    official_scores,
+    random_case,
+    write_nifti,
+)
 
 # surface-distance calls scipy.ndimage.filters / .morphology (deprecated namespaces).
 pytestmark = pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
-
-METHODS = ("probe", "edt")
-
-# The official script's table, verbatim (order = FLARE ids 1..13).
-LABEL_TOLERANCE = OrderedDict(
-    {
-        "Liver": 5, "RK": 3, "Spleen": 3, "Pancreas": 5, "Aorta": 2, "IVC": 2, "RAG": 2, "LAG": 2,
-        "Gallbladder": 2, "Esophagus": 3, "Stomach": 5, "Duodenum": 7, "LK": 3,
-    }
-)  # fmt: skip
-
-
-def official_scores(
-    gt_data: np.ndarray, seg_data: np.ndarray, case_spacing
-) -> dict[int, tuple[float, float]]:
-    """The official per-case loop, line for line, on (x, y, z) uint8 arrays with DeepMind's package."""
-    sd = pytest.importorskip("surface_distance")
-
-    def find_lower_upper_zbound(organ_mask):
-        organ_mask = np.uint8(organ_mask)
-        assert np.max(organ_mask) == 1, "mask label error!"  # the script: print(...)
-        z_index = np.where(organ_mask > 0)[2]
-        return np.min(z_index), np.max(z_index)
-
-    out = {}
-    for i, organ in enumerate(LABEL_TOLERANCE.keys(), 1):
-        if np.sum(gt_data == i) == 0 and np.sum(seg_data == i) == 0:
-            DSC_i, NSD_i = 1, 1
-        elif np.sum(gt_data == i) == 0 and np.sum(seg_data == i) > 0:
-            DSC_i, NSD_i = 0, 0
-        elif np.sum(gt_data == i) > 0 and np.sum(seg_data == i) == 0:
-            DSC_i, NSD_i = 0, 0
-        else:
-            if i == 5 or i == 6 or i == 10:
-                z_lower, z_upper = find_lower_upper_zbound(gt_data == i)
-                organ_i_gt = gt_data[:, :, z_lower:z_upper] == i
-                organ_i_seg = seg_data[:, :, z_lower:z_upper] == i
-            else:
-                organ_i_gt, organ_i_seg = gt_data == i, seg_data == i
-            DSC_i = sd.compute_dice_coefficient(organ_i_gt, organ_i_seg)
-            if DSC_i < 0.2:
-                NSD_i = 0
-            else:
-                surface_distances = sd.compute_surface_distances(organ_i_gt, organ_i_seg, case_spacing)
-                NSD_i = sd.compute_surface_dice_at_tolerance(surface_distances, LABEL_TOLERANCE[organ])
-        out[i] = (float(DSC_i), float(NSD_i))
-    return out
-
-
-def assert_scores_close(ours: dict, ref: dict, atol: float = 1e-6) -> None:
-    assert list(ours) == list(ref)
-    for organ in ref:
-        for a, b, what in zip(ours[organ], ref[organ], ("DSC", "NSD"), strict=True):
-            assert abs(a - b) <= atol, f"organ {organ} {what}: ours {a!r} vs official {b!r}"
-
-
-# --- tiny volumes ---------------------------------------------------------------------------------
-def cube(shape, lo, hi) -> np.ndarray:
-    mask = np.zeros(shape, bool)
-    mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
-    return mask
-
-
-def labels_from(masks: dict[int, np.ndarray]) -> np.ndarray:
-    shape = next(iter(masks.values())).shape
-    out = np.zeros(shape, np.uint8)
-    for organ, mask in masks.items():
-        out[mask] = organ
-    return out
-
-
-SPACING = (2.5, 0.8, 1.1)
 
 
 # --- analytic cases -------------------------------------------------------------------------------
@@ -295,71 +232,6 @@ def test_label_boxes_match_find_objects():
 
 
 # --- random perturbed 13-organ cases vs the official loop -----------------------------------------
-def random_case(rng: np.random.Generator, shape=(20, 48, 48)):
-    """13 smooth blobs on a 4x4 grid of cells, and a prediction with one random perturbation each."""
-    gt = np.zeros(shape, np.uint8)
-    masks = {}
-    cell = shape[1] // 4
-    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    noise = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
-    for organ in ORGAN_IDS:
-        cy, cx = divmod(organ - 1, 4)
-        centre = (rng.uniform(6, shape[0] - 6), (cy + 0.5) * cell, (cx + 0.5) * cell)
-        radii = (rng.uniform(1.5, 7), rng.uniform(2.5, cell / 2 - 1), rng.uniform(2.5, cell / 2 - 1))
-        f = sum(((g - c) / r) ** 2 for g, c, r in zip((zz, yy, xx), centre, radii, strict=True))
-        masks[organ] = f + 2.0 * noise < 1.0
-    pred_masks = {}
-    kinds = [
-        "same",
-        "dilate",
-        "erode",
-        "shift",
-        "noise",
-        "drop",
-        "gt_absent",
-        "both_absent",
-        "far",
-        "zextend",
-    ]
-    for organ, mask in masks.items():
-        kind = kinds[rng.integers(len(kinds))]
-        pred = mask.copy()
-        if kind == "dilate":
-            pred = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 3)))
-        elif kind == "erode":
-            pred = ndimage.binary_erosion(mask)
-        elif kind == "shift":
-            pred = np.roll(mask, int(rng.choice([-2, -1, 1, 2])), axis=int(rng.integers(3)))
-        elif kind == "noise":
-            band = ndimage.binary_dilation(mask) & ~ndimage.binary_erosion(mask)
-            pred = mask ^ (band & (rng.random(shape) < 0.4))
-        elif kind == "drop":
-            pred[:] = False
-        elif kind == "gt_absent":
-            masks[organ] = np.zeros(shape, bool)
-        elif kind == "both_absent":
-            masks[organ] = pred = np.zeros(shape, bool)
-        elif kind == "far":
-            pred = np.roll(mask, int(rng.integers(3, 6)), axis=2)
-        elif kind == "zextend":  # overshoot in z and miss the last GT slice
-            z = np.flatnonzero(mask.any(axis=(1, 2)))
-            if z.size:
-                pred = ndimage.binary_dilation(mask, structure=np.ones((5, 1, 1), bool))
-                pred[z[-1]] = False
-        pred_masks[organ] = pred
-    for organ, mask in masks.items():
-        gt[mask] = organ
-    pred_labels = np.zeros(shape, np.uint8)
-    for organ, mask in pred_masks.items():
-        pred_labels[mask] = organ
-    # keep the official script away from its crash: a z-ranged GT organ in a single slice
-    for organ in metrics.Z_RANGE_ORGANS:
-        z = np.flatnonzero((gt == organ).any(axis=(1, 2)))
-        if z.size == 1:
-            gt[gt == organ] = 0
-    return gt, pred_labels
-
-
 def test_random_cases_equal_the_official_loop():
     rng = np.random.default_rng(2024)
     seen = {"both_absent": 0, "one_absent": 0, "low_dsc": 0, "zrange": 0, "general": 0}
@@ -425,13 +297,6 @@ def test_summary_table_average_is_over_per_case_means():
 
 
 # --- files: folders, manifest, CLI, and the official script reading the same files -----------------
-AFFINE = np.diag([-0.7813, 0.7813, 2.5, 1.0])  # RAS; spacing not exact in float32
-
-
-def write_nifti(path: Path, labels_zyx: np.ndarray, affine=AFFINE) -> None:
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(labels_zyx.T), affine), str(path))
-
-
 def test_evaluate_folder_equals_the_official_script_on_files(tmp_path):
     rng = np.random.default_rng(11)
     (tmp_path / "gt").mkdir()
