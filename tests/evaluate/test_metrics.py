@@ -1,394 +1,52 @@
-"""Tests for flarelib.evaluate.metrics: FLARE24-exact DSC/NSD.
+"""Tests for flarelib.evaluate.metrics: the evaluation's public names, gathered from its modules.
 
-Analytic cases first, then equality with DeepMind's surface-distance package driven exactly like the
-official FLARE24 script (JunMa11/FLARE ``FLARE24/T2andT3_FLARE24_DSC_NSD_Eval.py``), on random
-perturbed 13-organ volumes and end to end on NIfTI files read with nibabel, as the script does.
-Arrays are (z, y, x); the official script works on nibabel's (x, y, z) arrays, hence the ``.T``.
+The scores themselves are tested where they are computed: test_surfels, test_surface, test_scoring
+and test_report.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-import pandas as pd
 import pytest
-from scipy import ndimage
 
-from flarelib.errors import FlareInputError
-from flarelib.evaluate import metrics
-from flarelib.evaluate.metrics import (
-    TOLERANCE_MM,
-    add_cli,
-    dice,
-    evaluate_folder,
-    format_table_markdown,
-    main_evaluate,
-    normalized_surface_dice,
-    score_case,
-    summary_table,
-)
-from flarelib.labels import ORGAN_IDS, LabelMap
-from tests.evaluate.flare_reference import LABEL_TOLERANCE
-from tests.evaluate.support import (
-    METHODS,
-    SPACING,
-    assert_scores_close,
-    cube,
-    labels_from,
-    official_scores,
-    random_case,
-    write_nifti,
-)
+import flarelib
+from flarelib.evaluate import dice, metrics, report, scoring, surface
 
-# surface-distance calls scipy.ndimage.filters / .morphology (deprecated namespaces).
-pytestmark = pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+#: Every public name of flarelib.evaluate.metrics and the module it comes from.
+HOME = {
+    "NSD_MIN_DSC": scoring,
+    "TOLERANCE_MM": scoring,
+    "Z_RANGE_ORGANS": scoring,
+    "Method": surface,
+    "add_cli": report,
+    "dice": dice,
+    "evaluate_folder": report,
+    "format_table_markdown": report,
+    "header_spacing": report,
+    "load_label_map": report,
+    "main_evaluate": report,
+    "normalized_surface_dice": scoring,
+    "score_case": scoring,
+    "summary_table": report,
+}
 
 
-# --- analytic cases -------------------------------------------------------------------------------
-def test_tolerances_match_the_official_table():
-    assert list(TOLERANCE_MM) == list(ORGAN_IDS)
-    assert [TOLERANCE_MM[i] for i in ORGAN_IDS] == list(LABEL_TOLERANCE.values())
-    assert metrics.Z_RANGE_ORGANS == {5, 6, 10} and metrics.NSD_MIN_DSC == 0.2
+def test_metrics_reexports_every_public_name_from_its_module():
+    assert sorted(metrics.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(metrics, name) is getattr(module, name), name
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_identical_masks_score_one(method):
-    shape = (12, 20, 20)
-    gt = labels_from({1: cube(shape, (2, 2, 2), (9, 10, 12)), 5: cube(shape, (1, 14, 14), (11, 17, 17))})
-    scores = score_case(gt, gt.copy(), SPACING, method=method)
-    assert scores[1] == (1.0, 1.0) and scores[5] == (1.0, 1.0)
-    mask = gt == 1
-    assert dice(mask, mask) == 1.0
-    assert normalized_surface_dice(mask, mask, SPACING, 2.0, method=method) == 1.0
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_disjoint_masks_score_zero(method):
-    shape = (10, 30, 30)
-    gt = labels_from({1: cube(shape, (2, 2, 2), (8, 8, 8))})
-    pred = labels_from({1: cube(shape, (2, 20, 20), (8, 26, 26))})
-    assert score_case(gt, pred, SPACING, organs=[1], method=method) == {1: (0.0, 0.0)}
-    assert dice(gt == 1, pred == 1) == 0.0
-    # far beyond the tolerance: no surfel within 2 mm
-    assert normalized_surface_dice(gt == 1, pred == 1, SPACING, 2.0, method=method) == 0.0
-
-
-def test_absence_rules():
-    shape = (8, 16, 16)
-    organ = cube(shape, (2, 2, 2), (6, 8, 8))
-    empty = np.zeros(shape, np.uint8)
-    only = labels_from({3: organ})
-    assert score_case(empty, empty, SPACING, organs=[3]) == {3: (1.0, 1.0)}  # absent in both
-    assert score_case(only, empty, SPACING, organs=[3]) == {3: (0.0, 0.0)}  # missed
-    assert score_case(empty, only, SPACING, organs=[3]) == {3: (0.0, 0.0)}  # false positive
-    # every organ id present in neither volume scores (1, 1)
-    scores = score_case(only, only, SPACING)
-    assert list(scores) == list(ORGAN_IDS)
-    assert all(scores[o] == (1.0, 1.0) for o in ORGAN_IDS)
-    # the primitives follow DeepMind: both empty is 0/0
-    assert math.isnan(dice(empty == 1, empty == 1))
-    assert math.isnan(normalized_surface_dice(empty == 1, empty == 1, SPACING, 2.0))
-    assert normalized_surface_dice(organ, empty == 1, SPACING, 2.0) == 0.0
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_nsd_is_zero_below_dsc_0_2_and_computed_at_0_2(method):
-    shape = (30, 12, 12)
-    gt = labels_from({1: cube(shape, (5, 2, 2), (15, 10, 10))})  # 10 slices
-    low = labels_from({1: cube(shape, (14, 2, 2), (24, 10, 10))})  # 1 slice overlap: DSC 0.1
-    at = labels_from({1: cube(shape, (13, 2, 2), (23, 10, 10))})  # 2 slices overlap: DSC 0.2
-    spacing = (1.0, 1.0, 1.0)
-    dsc, nsd = score_case(gt, low, spacing, organs=[1], method=method)[1]
-    assert dsc == pytest.approx(0.1) and nsd == 0.0
-    assert normalized_surface_dice(gt == 1, low == 1, spacing, TOLERANCE_MM[1], method=method) > 0.5
-    dsc, nsd = score_case(gt, at, spacing, organs=[1], method=method)[1]
-    assert dsc == 0.2 and nsd == normalized_surface_dice(gt == 1, at == 1, spacing, 5.0, method=method) > 0
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_single_voxels_two_mm_apart(method):
-    # DeepMind's own example: single voxels 2 mm apart, spacing 1 mm along the shift -> 0.5 at 1 mm.
-    gt, pred = np.zeros((8, 3, 3), bool), np.zeros((8, 3, 3), bool)
-    gt[2, 1, 1] = pred[4, 1, 1] = True
-    spacing = (1.0, 2.0, 3.0)
-    assert normalized_surface_dice(gt, pred, spacing, 1.0, method=method) == 0.5
-    assert normalized_surface_dice(gt, pred, spacing, 2.0, method=method) == 1.0
-    assert normalized_surface_dice(gt, pred, spacing, 0.5, method=method) == 0.0
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_cube_shifted_by_one_voxel(method):
-    n = 6
-    shape = (n + 4, n + 4, n + 4)
-    gt = labels_from({2: cube(shape, (2, 2, 2), (2 + n, 2 + n, 2 + n))})
-    pred = np.roll(gt, 1, axis=2)  # one voxel along x (1.1 mm)
-    dsc, nsd = score_case(gt, pred, SPACING, organs=[2], method=method)[2]
-    assert dsc == pytest.approx((n - 1) / n)
-    assert nsd == 1.0  # every surfel within 1.1 mm <= 3 mm of the other surface
-    tight = normalized_surface_dice(gt == 2, pred == 2, SPACING, 1.0, method=method)
-    assert 0.5 < tight < 1.0  # the two x faces move 1.1 mm > 1.0 mm
-    sd = pytest.importorskip("surface_distance")
-    ref = sd.compute_surface_dice_at_tolerance(
-        sd.compute_surface_distances((gt == 2).T, (pred == 2).T, SPACING[::-1]), 1.0
+@pytest.mark.parametrize("module", ["surfels", "surface", "scoring", "report", "metrics"])
+def test_each_module_imports_on_its_own(module):
+    # a fresh interpreter per module: an import cycle shows only for the module imported first
+    root = str(Path(flarelib.__file__).resolve().parents[1])  # this checkout's flarelib
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", f"import flarelib.evaluate.{module}"], capture_output=True, text=True, env=env
     )
-    assert tight == pytest.approx(ref, abs=1e-12)
-
-
-def _aorta_case():
-    """Aorta (5) in GT slices 2..6; the prediction matches on 2..5, misses slice 6, and overshoots
-    into slices 7..9 (outside the GT z-range, never scored)."""
-    shape = (12, 16, 16)
-    gt = labels_from({5: cube(shape, (2, 5, 5), (7, 11, 11))})
-    pred = labels_from({5: cube(shape, (2, 5, 5), (6, 11, 11)) | cube(shape, (7, 5, 5), (10, 11, 11))})
-    return gt, pred
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_zrange_drops_the_last_gt_slice_like_the_official_slice(method):
-    gt, pred = _aorta_case()
-    # official [z_lower:z_upper] = slices 2..5: the missed slice 6 and the overshoot are not scored
-    assert score_case(gt, pred, SPACING, organs=[5], method=method) == {5: (1.0, 1.0)}
-    # inclusive range 2..6: slice 6 is missed -> DSC = 2*4/(5+4)
-    dsc, nsd = score_case(gt, pred, SPACING, organs=[5], official_zrange_off_by_one=False, method=method)[5]
-    assert dsc == pytest.approx(8 / 9) and nsd < 1.0
-    # the same geometry as liver (no z-range rule) counts everything
-    liver_gt, liver_pred = (
-        np.where(gt == 5, 1, 0).astype(np.uint8),
-        np.where(pred == 5, 1, 0).astype(np.uint8),
-    )
-    assert score_case(liver_gt, liver_pred, SPACING, organs=[1], method=method)[1][0] == pytest.approx(
-        2 * 4 * 36 / (5 * 36 + 7 * 36)
-    )
-    ref = official_scores(gt.T, pred.T, SPACING[::-1])
-    assert_scores_close(score_case(gt, pred, SPACING, method=method), ref)
-
-
-def test_zrange_organ_rules_outside_the_range():
-    shape = (12, 16, 16)
-    tube = cube(shape, (3, 5, 5), (8, 9, 9))
-    empty = np.zeros(shape, np.uint8)
-    # GT lacks the organ, prediction has it: 0, 0 (the z-range never applies)
-    assert score_case(empty, labels_from({10: tube}), SPACING, organs=[10]) == {10: (0.0, 0.0)}
-    # prediction only outside the GT z-range: DSC 0 inside the range, NSD 0
-    outside = labels_from({10: cube(shape, (9, 5, 5), (12, 9, 9))})
-    assert score_case(labels_from({10: tube}), outside, SPACING, organs=[10]) == {10: (0.0, 0.0)}
-
-
-def test_zrange_single_slice_gt_is_nan_with_the_official_slice():
-    shape = (6, 10, 10)
-    gt = labels_from({6: cube(shape, (3, 2, 2), (4, 6, 6))})  # IVC in one slice
-    with pytest.warns(RuntimeWarning, match="one slice"):
-        dsc, nsd = score_case(gt, gt.copy(), SPACING, organs=[6])[6]
-    assert math.isnan(dsc) and math.isnan(nsd)
-    assert score_case(gt, gt.copy(), SPACING, organs=[6], official_zrange_off_by_one=False) == {6: (1.0, 1.0)}
-
-
-def test_not_annotated_organs_are_omitted():
-    shape = (8, 16, 16)
-    gt = labels_from({1: cube(shape, (1, 1, 1), (5, 6, 6))})
-    pred = labels_from({1: cube(shape, (1, 1, 1), (5, 6, 6)), 12: cube(shape, (1, 9, 9), (5, 14, 14))})
-    scores = score_case(gt, pred, SPACING, not_annotated={12, 4})
-    assert 12 not in scores and 4 not in scores and len(scores) == 11
-    assert score_case(gt, pred, SPACING, organs=[12]) == {12: (0.0, 0.0)}  # annotated: a false positive
-
-
-def test_bad_inputs():
-    a = np.zeros((4, 5, 6), np.uint8)
-    with pytest.raises(ValueError, match="one shape"):
-        score_case(a, np.zeros((4, 5, 7), np.uint8), SPACING)
-    with pytest.raises(ValueError, match="spacing"):
-        score_case(a, a, (1.0, 0.0, 1.0))
-    with pytest.raises(TypeError, match="integer"):
-        score_case(a.astype(float), a, SPACING)
-    with pytest.raises(ValueError, match="method"):
-        score_case(a, a, SPACING, method="fast")
-
-
-# --- internals against DeepMind's package --------------------------------------------------------
-def test_neighbour_codes_and_areas_match_deepmind():
-    lt = pytest.importorskip("surface_distance.lookup_tables")
-    rng = np.random.default_rng(7)
-    for _ in range(5):
-        mask = rng.random((5, 7, 9)) > 0.5
-        crop = np.zeros(np.array(mask.T.shape) + 1, np.uint8)  # DeepMind's (x, y, z) crop, padded at the end
-        crop[:-1, :-1, :-1] = mask.T
-        ref = ndimage.correlate(crop, lt.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0)
-        np.testing.assert_array_equal(metrics._neighbour_codes(mask).T, ref)
-    for spacing_xyz in [(1.0, 1.0, 1.0), (0.7, 1.3, 3.1), (float(np.float32(1.168945)), 1.168945, 3.0)]:
-        np.testing.assert_array_equal(
-            metrics._surface_area_table(spacing_xyz),
-            lt.create_table_neighbour_code_to_surface_area(spacing_xyz),
-        )
-
-
-def test_label_boxes_match_find_objects():
-    rng = np.random.default_rng(3)
-    labels = (rng.random((9, 11, 13)) * 20).astype(np.uint8) * (rng.random((9, 11, 13)) > 0.8)
-    labels[labels == 7] = 0
-    assert metrics._label_boxes(labels, 13) == ndimage.find_objects(labels, max_label=13)
-
-
-# --- random perturbed 13-organ cases vs the official loop -----------------------------------------
-def test_random_cases_equal_the_official_loop():
-    rng = np.random.default_rng(2024)
-    seen = {"both_absent": 0, "one_absent": 0, "low_dsc": 0, "zrange": 0, "general": 0}
-    for _ in range(10):
-        gt, pred = random_case(rng)
-        spacing = tuple(float(np.float32(s)) for s in (rng.uniform(1.0, 5.0), *rng.uniform(0.5, 2.0, 2)))
-        ref = official_scores(gt.T, pred.T, spacing[::-1])
-        for method in METHODS:
-            assert_scores_close(score_case(gt, pred, spacing, method=method), ref)
-        for organ, (d, _n) in ref.items():
-            in_gt, in_pred = (gt == organ).any(), (pred == organ).any()
-            if not in_gt and not in_pred:
-                seen["both_absent"] += 1
-            elif not (in_gt and in_pred):
-                seen["one_absent"] += 1
-            elif d < 0.2:
-                seen["low_dsc"] += 1
-            elif organ in metrics.Z_RANGE_ORGANS:
-                seen["zrange"] += 1
-            else:
-                seen["general"] += 1
-    assert min(seen.values()) >= 2, seen
-
-
-def test_probe_hands_far_points_to_the_edt(monkeypatch):
-    rng = np.random.default_rng(5)
-    gt, pred = random_case(rng)
-    spacing = (3.0, 0.9, 0.9)
-    expected = score_case(gt, pred, spacing, method="edt")
-    monkeypatch.setattr(metrics, "_PROBE_TO_EDT", 0)  # switch as soon as allowed
-    assert_scores_close(score_case(gt, pred, spacing, method="probe"), expected, atol=1e-12)
-    # tolerance boxes too large to probe (tiny voxels) go straight to the EDT
-    g, p = gt == 1, np.roll(gt == 1, 2, axis=1)
-    assert normalized_surface_dice(g, p, (0.05, 0.04, 0.04), 2.0) == normalized_surface_dice(
-        g, p, (0.05, 0.04, 0.04), 2.0, method="edt"
-    )
-
-
-# --- tables -------------------------------------------------------------------------------------
-def test_summary_table_average_is_over_per_case_means():
-    df = pd.DataFrame(
-        [
-            ("a", 1, "Liver", 0.9, 0.8),
-            ("a", 2, "RK", 0.7, 0.6),
-            ("b", 1, "Liver", 0.5, 1.0),
-            ("b", 2, "RK", 0.3, 0.2),
-        ],
-        columns=["case", "organ", "organ_name", "dsc", "nsd"],
-    )
-    s = summary_table(df)
-    assert list(s.index) == ["Liver", "RK", "Average"]
-    assert s.loc["Liver", "dsc_mean"] == pytest.approx(70.0)
-    assert s.loc["Liver", "dsc_std"] == pytest.approx(np.std([90, 50], ddof=1))
-    # per-case means: a 80 / 70, b 40 / 60
-    assert s.loc["Average", "dsc_mean"] == pytest.approx(60.0)
-    assert s.loc["Average", "dsc_std"] == pytest.approx(np.std([80, 40], ddof=1))
-    assert s.loc["Average", "nsd_std"] == pytest.approx(np.std([70, 60], ddof=1))
-    assert s.loc["Average", "n_cases"] == 2
-    assert summary_table(df, ddof=0).loc["Average", "dsc_std"] == pytest.approx(20.0)
-    md = format_table_markdown(s)
-    assert md.splitlines()[0] == "| Organ | DSC (%) | NSD (%) |"
-    assert "| Average | 60.00 ± 28.28 | 65.00 ± 7.07 |" in md
-
-
-# --- files: folders, manifest, CLI, and the official script reading the same files -----------------
-def test_evaluate_folder_equals_the_official_script_on_files(tmp_path):
-    rng = np.random.default_rng(11)
-    (tmp_path / "gt").mkdir()
-    (tmp_path / "pred").mkdir()
-    for case in ("case_a", "case_b"):
-        gt, pred = random_case(rng, shape=(16, 40, 40))
-        write_nifti(tmp_path / "gt" / f"{case}.nii.gz", gt)
-        write_nifti(tmp_path / "pred" / f"{case}.nii.gz", pred)
-    df = evaluate_folder(tmp_path / "pred", tmp_path / "gt", progress=False)
-    assert list(df.columns) == ["case", "organ", "organ_name", "dsc", "nsd"]
-    assert len(df) == 2 * 13
-    for case in ("case_a", "case_b"):
-        # exactly what the script does with the files
-        gt_nii = nib.load(tmp_path / "gt" / f"{case}.nii.gz")
-        case_spacing = gt_nii.header.get_zooms()
-        gt_data = np.uint8(gt_nii.get_fdata())
-        seg_data = np.uint8(nib.load(tmp_path / "pred" / f"{case}.nii.gz").get_fdata())
-        ref = official_scores(gt_data, seg_data, case_spacing)
-        rows = df[df["case"] == case]
-        ours = {int(r.organ): (r.dsc, r.nsd) for r in rows.itertuples()}
-        assert_scores_close(ours, ref)
-
-
-def test_missing_predictions_are_listed(tmp_path):
-    (tmp_path / "gt").mkdir()
-    (tmp_path / "pred").mkdir()
-    lab = labels_from({1: cube((4, 6, 6), (1, 1, 1), (3, 4, 4))})
-    for case in ("c1", "c2", "c3"):
-        write_nifti(tmp_path / "gt" / f"{case}.nii.gz", lab)
-    write_nifti(tmp_path / "pred" / "c2.nii.gz", lab)
-    with pytest.raises(FlareInputError, match=r"2 of 3 cases have no prediction: c1.nii.gz, c3.nii.gz"):
-        evaluate_folder(tmp_path / "pred", tmp_path / "gt", progress=False)
-
-
-def test_cli_with_manifest_maps_gt_ids_and_omits_unannotated(tmp_path, capsys):
-    # the GT uses the dataset's own ids: 6 = liver, 3 = left kidney; the dataset lacks duodenum (12)
-    shape = (10, 20, 20)
-    liver, lk = cube(shape, (2, 2, 2), (8, 9, 9)), cube(shape, (2, 12, 12), (8, 17, 17))
-    gt_src = np.zeros(shape, np.uint8)
-    gt_src[liver], gt_src[lk] = 6, 3
-    pred = labels_from({1: liver, 13: np.roll(lk, 1, axis=2), 12: cube(shape, (2, 12, 2), (4, 16, 6))})
-    write_nifti(tmp_path / "gt.nii.gz", gt_src)
-    write_nifti(tmp_path / "pred.nii.gz", pred)
-    manifest = tmp_path / "dataset.json"
-    manifest.write_text(
-        '{"datasets": {"mini": {"label_to_flare": {"0": 0, "6": 1, "3": 13}, "flare_not_annotated": [12]},'
-        ' "other": {"label_to_flare": {"0": 0}}}}'
-    )
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers())
-    out = tmp_path / "res" / "results.csv"
-    pred_path, gt_path = str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz")
-    argv = [
-        "evaluate",
-        pred_path,
-        gt_path,
-        "--out",
-        str(out),
-        "--manifest",
-        str(manifest),
-        "--dataset",
-        "mini",
-    ]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
-    df = pd.read_csv(out)
-    assert set(df["organ"]) == set(ORGAN_IDS) - {12}
-    liver_row = df[df["organ"] == 1].iloc[0]
-    assert (liver_row.dsc, liver_row.nsd) == (1.0, 1.0)
-    assert df[df["organ"] == 13].iloc[0].dsc == pytest.approx(4 / 5)  # 5 voxels wide, shifted 1
-    printed = capsys.readouterr().out
-    assert "| Liver | 100.00 | 100.00 |" in printed and "Duodenum" not in printed
-    assert not list(out.parent.glob(".*tmp"))  # atomic write left no temp file
-    with pytest.raises(FlareInputError, match="holds datasets"):
-        main_evaluate(tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", out, manifest=manifest)
-    with pytest.raises(FlareInputError, match="needs --manifest"):
-        main_evaluate(tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", out, dataset="mini")
-
-
-def test_prediction_with_non_flare_ids_is_rejected(tmp_path):
-    lab = labels_from({1: cube((4, 6, 6), (1, 1, 1), (3, 4, 4))})
-    write_nifti(tmp_path / "gt.nii.gz", lab)
-    write_nifti(tmp_path / "pred.nii.gz", np.where(lab == 1, 20, 0).astype(np.uint8))
-    with pytest.raises(FlareInputError, match=r"label ids \[20\]"):
-        evaluate_folder(tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", progress=False)
-
-
-def test_label_map_identity_keeps_ids(tmp_path):
-    lab = labels_from({2: cube((4, 6, 6), (1, 1, 1), (3, 4, 4))})
-    write_nifti(tmp_path / "gt.nii.gz", lab)
-    write_nifti(tmp_path / "pred.nii.gz", lab)
-    df = evaluate_folder(
-        tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", label_map=LabelMap.identity(), progress=False
-    )
-    assert (df["dsc"] == 1.0).all() and len(df) == 13
+    assert done.returncode == 0, done.stderr
