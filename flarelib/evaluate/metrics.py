@@ -23,7 +23,6 @@ from flarelib.evaluate.report import (
     evaluate_folder,
     format_table_markdown,
     header_spacing,
-    load_label_map,
     main_evaluate,
     summary_table,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "evaluate_folder",
     "format_table_markdown",
     "header_spacing",
-    "load_label_map",
     "main_evaluate",
     "normalized_surface_dice",
     "score_case",

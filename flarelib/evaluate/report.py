@@ -11,7 +11,6 @@ ids to FLARE ids with the dataset's entry in a dataset.json (:class:`flarelib.da
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from flarelib.errors import FlareInputError
 from flarelib.evaluate.scoring import score_case
 from flarelib.evaluate.surface import Method
-from flarelib.labels import ORGAN_IDS, SHORT_NAMES, LabelMap, label_map_from_manifest_entry
+from flarelib.labels import ORGAN_IDS, SHORT_NAMES, LabelMap
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,18 +175,20 @@ def format_table_markdown(summary: pd.DataFrame, *, decimals: int = 2) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_label_map(manifest: str | Path, dataset: str | None = None) -> LabelMap:
-    """The label map of ``dataset`` (``NAME`` or ``NAME:VARIANT``) in a dataset.json manifest.
+def _label_map_of(manifest: str | Path, dataset: str | None) -> LabelMap:
+    """The label map of ``dataset`` (``NAME`` or ``NAME:VARIANT``) in a dataset.json manifest, read
+    with :func:`flarelib.data.manifest.load_manifest` (the datasets need not list files).
 
-    Without ``dataset`` the manifest must hold exactly one dataset.
+    Without ``dataset`` the manifest must hold exactly one dataset. Errors name the manifest and
+    the ``--dataset`` option to fix.
     """
+    from flarelib.data.manifest import load_manifest  # only the CLI's --manifest needs flarelib.data
+
     path = Path(manifest)
     if not path.is_file():
         raise FlareInputError(path, "manifest not found", "pass the dataset.json of your data")
-    try:
-        datasets = json.loads(path.read_text(encoding="utf-8"))["datasets"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise FlareInputError(path, f"not a dataset manifest ({exc})", "pass a dataset.json") from exc
+    parsed = load_manifest(path, files_required=False)
+    datasets = parsed.datasets
     name, _, variant = (dataset or "").partition(":")
     if not name:
         if len(datasets) != 1:
@@ -195,10 +196,14 @@ def load_label_map(manifest: str | Path, dataset: str | None = None) -> LabelMap
         name = next(iter(datasets))
     if name not in datasets:
         raise FlareInputError(path, f"no dataset '{name}' (has {sorted(datasets)})", "check --dataset")
-    try:
-        return label_map_from_manifest_entry(name, datasets[name], variant or None)
-    except (KeyError, ValueError) as exc:
-        raise FlareInputError(path, f"dataset '{name}': {exc}", "fix the manifest entry") from exc
+    variants = parsed.variants(name)
+    if variants and variant not in variants:
+        raise FlareInputError(
+            path,
+            f"dataset '{name}' has label sets {variants}" + (f", not '{variant}'" if variant else ""),
+            f"name one with --dataset {name}:VARIANT",
+        )
+    return parsed.label_map(name, variant or None)
 
 
 def main_evaluate(
@@ -218,7 +223,7 @@ def main_evaluate(
 
     if dataset and manifest is None:
         raise FlareInputError("--dataset", "needs --manifest", "pass the dataset.json that defines it")
-    label_map = load_label_map(manifest, dataset) if manifest is not None else None
+    label_map = _label_map_of(manifest, dataset) if manifest is not None else None
     df = evaluate_folder(
         pred,
         gt,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from flarelib.evaluate.metrics import Z_RANGE_ORGANS
+from flarelib.evaluate.scoring import Z_RANGE_ORGANS
 from flarelib.labels import ORGAN_IDS
 from tests.evaluate import flare_reference
 

@@ -27,7 +27,6 @@ HOME = {
     "evaluate_folder": report,
     "format_table_markdown": report,
     "header_spacing": report,
-    "load_label_map": report,
     "main_evaluate": report,
     "normalized_surface_dice": scoring,
     "score_case": scoring,

@@ -157,3 +157,24 @@ def test_label_map_identity_keeps_ids(tmp_path):
         tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", label_map=LabelMap.identity(), progress=False
     )
     assert (df["dsc"] == 1.0).all() and len(df) == 13
+
+
+def test_manifest_errors_name_the_file_and_the_option(tmp_path):
+    lab = labels_from({1: cube((4, 6, 6), (1, 1, 1), (3, 4, 4))})
+    write_nifti(tmp_path / "gt.nii.gz", np.where(lab == 1, 5, 0).astype(np.uint8))  # source id 5 = liver
+    write_nifti(tmp_path / "pred.nii.gz", lab)
+    manifest = tmp_path / "dataset.json"
+    manifest.write_text(
+        '{"datasets": {"ts": {"label_to_flare": {"total": {"5": 1}, "total_mr": {"5": 1, "3": 13}}}}}'
+    )
+    args = (tmp_path / "pred.nii.gz", tmp_path / "gt.nii.gz", tmp_path / "out.csv")
+    with pytest.raises(FlareInputError, match="manifest not found"):
+        main_evaluate(*args, manifest=tmp_path / "missing.json")
+    with pytest.raises(FlareInputError, match=r"no dataset 'mini' \(has \['ts'\]\)"):
+        main_evaluate(*args, manifest=manifest, dataset="mini")
+    with pytest.raises(FlareInputError, match=r"label sets \['total', 'total_mr'\].*--dataset ts:VARIANT"):
+        main_evaluate(*args, manifest=manifest)
+    with pytest.raises(FlareInputError, match="not 'mr'"):
+        main_evaluate(*args, manifest=manifest, dataset="ts:mr")
+    df = main_evaluate(*args, manifest=manifest, dataset="ts:total_mr")
+    assert (df["dsc"] == 1.0).all() and len(df) == 13
