@@ -10,6 +10,8 @@ official FLARE24 script (JunMa11/FLARE ``FLARE24/T2andT3_FLARE24_DSC_NSD_Eval.py
 (c) time of one 13-organ 100x256x256 case: our ``score_case`` vs the official loop (surface-distance
     per organ on the full volume), median of 5 runs each (2 with --quick), and their ratio.
 
+The reference loop is ``tests/evaluate/flare_reference.py`` (shared with the tests).
+
 Prints a markdown report and writes it to ``benchmarks/out/bench_metrics.md``.
 """
 
@@ -24,7 +26,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 
 import nibabel as nib
@@ -37,61 +39,14 @@ sys.path.insert(0, str(REPO))
 from flarelib.evaluate.metrics import Z_RANGE_ORGANS, score_case  # noqa: E402
 from flarelib.labels import ORGAN_IDS, label_map_from_manifest_entry  # noqa: E402
 
+# The official per-case loop, transcribed once for the tests and this benchmark.
+from tests.evaluate.flare_reference import official_scores  # noqa: E402
+
 warnings.filterwarnings("ignore", message="Please import", category=DeprecationWarning)
 
 SHAPE = (100, 256, 256)
 SPACING_ZYX = (3.0, 1.2, 1.2)
 METHODS = ("probe", "edt")
-
-# The official script's table, verbatim (order = FLARE ids 1..13).
-LABEL_TOLERANCE = OrderedDict(
-    {
-        "Liver": 5, "RK": 3, "Spleen": 3, "Pancreas": 5, "Aorta": 2, "IVC": 2, "RAG": 2, "LAG": 2,
-        "Gallbladder": 2, "Esophagus": 3, "Stomach": 5, "Duodenum": 7, "LK": 3,
-    }
-)  # fmt: skip
-
-
-def official_scores(
-    gt_data: np.ndarray, seg_data: np.ndarray, case_spacing
-) -> dict[int, tuple[float, float]]:
-    """The official per-case loop, line for line, on (x, y, z) uint8 arrays with DeepMind's package."""
-    from surface_distance import (
-        compute_dice_coefficient,
-        compute_surface_dice_at_tolerance,
-        compute_surface_distances,
-    )
-
-    def find_lower_upper_zbound(organ_mask):
-        organ_mask = np.uint8(organ_mask)
-        assert np.max(organ_mask) == 1, "mask label error!"
-        z_index = np.where(organ_mask > 0)[2]
-        return np.min(z_index), np.max(z_index)
-
-    out = {}
-    for i, organ in enumerate(LABEL_TOLERANCE.keys(), 1):
-        if np.sum(gt_data == i) == 0 and np.sum(seg_data == i) == 0:
-            DSC_i, NSD_i = 1, 1
-        elif np.sum(gt_data == i) == 0 and np.sum(seg_data == i) > 0:
-            DSC_i, NSD_i = 0, 0
-        elif np.sum(gt_data == i) > 0 and np.sum(seg_data == i) == 0:
-            DSC_i, NSD_i = 0, 0
-        else:
-            if i == 5 or i == 6 or i == 10:
-                z_lower, z_upper = find_lower_upper_zbound(gt_data == i)
-                organ_i_gt = gt_data[:, :, z_lower:z_upper] == i
-                organ_i_seg = seg_data[:, :, z_lower:z_upper] == i
-            else:
-                organ_i_gt, organ_i_seg = gt_data == i, seg_data == i
-            DSC_i = compute_dice_coefficient(organ_i_gt, organ_i_seg)
-            if DSC_i < 0.2:
-                NSD_i = 0
-            else:
-                surface_distances = compute_surface_distances(organ_i_gt, organ_i_seg, case_spacing)
-                NSD_i = compute_surface_dice_at_tolerance(surface_distances, LABEL_TOLERANCE[organ])
-        out[i] = (float(DSC_i), float(NSD_i))
-    return out
-
 
 # --- synthetic phantom ----------------------------------------------------------------------------
 # centre (z, y, x) and semi-axes in mm on a 300 x 307 x 307 mm field; tubes are long in z.

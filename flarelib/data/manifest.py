@@ -201,7 +201,7 @@ class Manifest:
         return [c for name in self.raw["datasets"] for c in self.cases(name)]
 
 
-def _validate(raw: Any, path: Path) -> None:
+def _validate(raw: Any, path: Path, *, files_required: bool = True) -> None:
     if not isinstance(raw, Mapping):
         raise FlareInputError(path, "a manifest must be a JSON object", "see ../shared/data/dataset.json")
     version = raw.get("schema_version", SCHEMA_VERSION)
@@ -228,7 +228,7 @@ def _validate(raw: Any, path: Path) -> None:
             raise FlareInputError(
                 path, f"datasets[{name!r}].label_to_flare must be a non-empty object", "fix the manifest"
             )
-        if "cases" not in entry and "files" not in entry:
+        if files_required and "cases" not in entry and "files" not in entry:
             raise FlareInputError(
                 path, f"datasets[{name!r}] has neither 'cases' nor 'files'", "list its files under 'cases'"
             )
@@ -238,8 +238,11 @@ def _validate(raw: Any, path: Path) -> None:
             raise FlareInputError(path, f"datasets[{name!r}].files must be an object", "fix the manifest")
 
 
-def load_manifest(path: str | os.PathLike) -> Manifest:
+def load_manifest(path: str | os.PathLike, *, files_required: bool = True) -> Manifest:
     """Read and validate a manifest; every dataset's label map is checked (ids must be FLARE 0..13).
+
+    ``files_required=False`` accepts datasets that list no files (neither ``cases`` nor ``files``):
+    a manifest read only for its label maps, as ``flarelib evaluate --manifest`` does.
 
     Raises :class:`FlareInputError` naming the file when it is missing, not JSON, or lacks keys.
     """
@@ -260,7 +263,7 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FlareInputError(path, f"cannot read the manifest ({exc})", "check the file") from None
-    _validate(raw, path)
+    _validate(raw, path, files_required=files_required)
     manifest = Manifest(path.resolve(), raw)
     for name in raw["datasets"]:
         for variant in manifest.variants(name) or [None]:

@@ -181,3 +181,16 @@ def test_write_manifest_plain_types(tmp_path: Path) -> None:
     assert m.label_map("phantom_ct_manual").to_flare == {i: i for i in range(14)}
     (c,) = m.cases("phantom_ct_manual")
     assert c.id == "3" and c.label == m.root / "ph/labelsTr/c.nii.gz"
+
+
+def test_label_only_manifest_loads_when_files_are_not_required(tmp_path: Path) -> None:
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"datasets": {"a": {"label_to_flare": {"0": 0, "6": 1}}}}))
+    with pytest.raises(FlareInputError, match="neither 'cases' nor 'files'"):
+        load_manifest(path)
+    manifest = load_manifest(path, files_required=False)
+    assert dict(manifest.label_map("a").to_flare) == {0: 0, 6: 1}
+    # label maps are still checked
+    path.write_text(json.dumps({"datasets": {"a": {"label_to_flare": {"1": 20}}}}))
+    with pytest.raises(FlareInputError, match="not FLARE ids"):
+        load_manifest(path, files_required=False)
