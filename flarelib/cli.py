@@ -38,7 +38,7 @@ COMMANDS: dict[str, dict[str, str]] = {
     "flarelib.infer.pipeline": {
         "predict": "segment MR/CT volumes with a trained model (sliding window + post-processing)",
     },
-    "flarelib.evaluate.metrics": {
+    "flarelib.evaluate.report": {
         "evaluate": "FLARE24-exact DSC/NSD of predictions against ground-truth labels",
     },
     "flarelib.params_cli": {
