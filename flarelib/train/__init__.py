@@ -5,14 +5,20 @@
 * :mod:`.sampling`: :class:`TrainVolume`, foreground-oversampled patches, background loader.
 * :mod:`.mean_teacher`: the Mean Teacher (and supervised) system.
 * :mod:`.cyclegan`: the 3D CycleGAN system and whole-volume translation.
-* :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
+* :mod:`.loop`: the loop itself: AMP, checkpoints and exact resume, model selection (its old
+  contents stay importable from it).
+* :mod:`.systems`: :class:`TrainSystem` (what the loop runs) and :class:`StepContext`.
+* :mod:`.schedules`: learning-rate schedules (poly, linear decay).
+* :mod:`.distributed`: device, ``torchrun`` process group, weight broadcast, gradient all-reduce.
+* :mod:`.train_log`: ``train_log.csv`` / ``val_log.csv`` and TensorBoard.
+* :mod:`.validation`: whole-volume Dice validation.
 * :mod:`.cli`: ``flarelib train --params FILE --stage NAME``.
 """
 
 from flarelib.train.augment import AugmentConfig, augment_sample, mirror
 from flarelib.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from flarelib.train.cyclegan import CycleGAN, ImagePool, translate_volume
-from flarelib.train.loop import LoopConfig, LoopResult, StepContext, TrainSystem, dice_validator, train
+from flarelib.train.loop import LoopConfig, LoopResult, train
 from flarelib.train.losses import consistency_lambda, deep_supervision_loss, deep_supervision_weights
 from flarelib.train.mean_teacher import MeanTeacher, ema_update
 from flarelib.train.sampling import (
@@ -22,6 +28,8 @@ from flarelib.train.sampling import (
     TrainVolume,
     UnpairedBatches,
 )
+from flarelib.train.systems import StepContext, TrainSystem
+from flarelib.train.validation import dice_validator
 
 __all__ = [
     "AugmentConfig",

@@ -17,29 +17,26 @@ else:
 * a tqdm bar, scalars to ``train_log.csv`` / ``val_log.csv`` and TensorBoard (rank 0 only);
 * the validation hook ``validate(model) -> {name: value}`` called with the system's evaluation
   model in eval mode; model selection keeps a CPU *copy* of the best weights (``model_best.pt``).
+
+Schedules (:mod:`.schedules`), DDP helpers (:mod:`.distributed`), the system interface
+(:mod:`.systems`), CSV/TensorBoard logs (:mod:`.train_log`) and validation (:mod:`.validation`) live
+in their own modules and stay importable from here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import io
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from flarelib.evaluate.dice import dice
-from flarelib.paths import atomic_write_text
 from flarelib.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -50,251 +47,30 @@ from flarelib.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from flarelib.train.sampling import BatchLoader, TrainVolume
+from flarelib.train.distributed import DistInfo, broadcast_module, resolve_device, setup_distributed
+from flarelib.train.sampling import BatchLoader
+from flarelib.train.schedules import linear_decay_lr, poly_lr
+from flarelib.train.systems import StepContext, TrainSystem
+from flarelib.train.train_log import CsvLog, tensorboard_writer
+from flarelib.train.validation import Validator, dice_validator, tiled_logits
 
-Validator = Callable[[nn.Module], dict[str, float]]
-
-
-# --------------------------------------------------------------------------------------------------
-# Schedules
-# --------------------------------------------------------------------------------------------------
-
-
-def poly_lr(base_lr: float, iteration: int, total: int, exponent: float = 0.9) -> float:
-    """nnU-Net poly schedule ``base * (1 - t / T) ** exponent`` (t = iterations done)."""
-    frac = min(max(iteration / max(total, 1), 0.0), 1.0)
-    return float(base_lr * (1.0 - frac) ** exponent)
-
-
-def linear_decay_lr(
-    base_lr: float, iteration: int, iterations_per_epoch: int, decay_start_epoch: int, epochs: int
-) -> float:
-    """CycleGAN schedule: constant until ``decay_start_epoch``, then linear to 0 at ``epochs``."""
-    epoch = iteration / max(iterations_per_epoch, 1)
-    if epoch <= decay_start_epoch or epochs <= decay_start_epoch:
-        return float(base_lr)
-    return float(base_lr * max(0.0, 1.0 - (epoch - decay_start_epoch) / (epochs - decay_start_epoch)))
-
-
-# --------------------------------------------------------------------------------------------------
-# Distributed
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class DistInfo:
-    """Rank and device of this process. ``world_size == 1`` for a plain run."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    initialized_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/``"auto"``: CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def setup_distributed(device: str | None = None) -> DistInfo:
-    """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    base = resolve_device(device)
-    if world <= 1:
-        return DistInfo(device=base)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = base.type == "cuda"
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        created = True
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev, created)
-
-
-def broadcast_module(module: nn.Module, src: int = 0) -> None:
-    """Make every rank's parameters and buffers equal to rank ``src``'s."""
-    with torch.no_grad():
-        for t in module.state_dict().values():
-            dist.broadcast(t, src)
-
-
-def _all_reduce_mean(tensors: Sequence[torch.Tensor], world: int) -> None:
-    if not tensors:
-        return
-    flat = torch._utils._flatten_dense_tensors(list(tensors))
-    dist.all_reduce(flat)
-    flat /= world
-    for t, synced in zip(tensors, torch._utils._unflatten_dense_tensors(flat, list(tensors)), strict=True):
-        t.copy_(synced)
-
-
-# --------------------------------------------------------------------------------------------------
-# System interface and step context
-# --------------------------------------------------------------------------------------------------
-
-
-class StepContext:
-    """What a system's ``training_step`` uses: autocast, and ``step(loss, optimizer)``."""
-
-    def __init__(
-        self,
-        device: torch.device,
-        amp: bool,
-        scaler: torch.amp.GradScaler,
-        dist_info: DistInfo,
-        total_iterations: int,
-    ):
-        self.device = device
-        self.amp = amp
-        self.scaler = scaler
-        self.dist = dist_info
-        self.total_iterations = int(total_iterations)
-        self.iteration = 0  # index of the current step (iterations completed before it)
-        self.manual_grad_sync = False  # set by the loop for systems not wrapped in DDP
-
-    @property
-    def progress(self) -> float:
-        """Fraction of training done before this step, in [0, 1)."""
-        return self.iteration / max(self.total_iterations, 1)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
-
-    def step(
-        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, *, clip: float | None = None
-    ) -> float:
-        """zero_grad, scaled backward, (gradient all-reduce), unscale, clip, optimizer step.
-
-        Returns the gradient norm before clipping (nan when ``clip`` is None). Call
-        ``scaler.update()`` is left to the loop (once per iteration, after all optimizers stepped).
-        """
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.manual_grad_sync and self.dist.distributed:
-            _all_reduce_mean([p.grad for p in params if p.grad is not None], self.dist.world_size)
-        norm = float("nan")
-        if clip is not None and clip > 0:
-            self.scaler.unscale_(optimizer)
-            norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        self.scaler.step(optimizer)
-        return norm
-
-
-class TrainSystem:
-    """Base class of training systems. Subclasses implement the methods that raise."""
-
-    #: The systems' evaluation model is put in eval mode for validation and saved as "best".
-    eval_name: str = "model"
-
-    def modules(self) -> dict[str, nn.Module]:
-        """Networks to checkpoint, by name (the unwrapped modules)."""
-        raise NotImplementedError
-
-    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimizers, by name (called after the modules moved to the device)."""
-        raise NotImplementedError
-
-    def learning_rate(self, name: str, iteration: int, total: int) -> float:
-        """Learning rate of optimizer ``name`` for step ``iteration`` of ``total``."""
-        raise NotImplementedError
-
-    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, float]:
-        """One iteration on ``batch`` (already on the device); returns scalars to log."""
-        raise NotImplementedError
-
-    def eval_model(self) -> nn.Module | None:
-        """The network that validation evaluates and model selection keeps (None: no validation)."""
-        return None
-
-    def to(self, device: torch.device) -> TrainSystem:
-        for m in self.modules().values():
-            m.to(device)
-        return self
-
-    def wrap_distributed(self, info: DistInfo) -> bool:
-        """Wrap networks in DDP; return False to get manual gradient all-reduce from the loop."""
-        return False
-
-    def extra_state(self) -> dict[str, Any]:
-        """Non-module state to checkpoint (plain types and tensors only)."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
-
-
-# --------------------------------------------------------------------------------------------------
-# Logging
-# --------------------------------------------------------------------------------------------------
-
-
-class CsvLog:
-    """Append-only CSV of scalar rows keyed by ``iteration``; on resume, rows after it are dropped."""
-
-    def __init__(self, path: Path, resume_iteration: int):
-        self.path = Path(path)
-        self.fields: list[str] | None = None
-        if self.path.is_file():
-            with self.path.open(newline="") as fh:
-                reader = csv.DictReader(fh)
-                fields = list(reader.fieldnames or [])
-                rows = [
-                    r for r in reader if r.get("iteration") and int(float(r["iteration"])) <= resume_iteration
-                ]
-            if resume_iteration > 0 and fields:
-                self.fields = fields
-                atomic_write_text(self.path, self._render(rows, header=True))
-            else:
-                self.path.unlink()
-
-    def _render(self, rows: Sequence[dict[str, Any]], header: bool) -> str:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=self.fields, extrasaction="ignore", restval="")
-        if header:
-            w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        return buf.getvalue()
-
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows with one ``write`` (header from the first row of a new file)."""
-        if not rows:
-            return
-        header = False
-        if self.fields is None:
-            self.fields = list(rows[0])
-            header = True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="") as fh:
-            fh.write(self._render(rows, header))
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def _tensorboard(log_dir: Path, purge_step: int | None) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception as exc:  # tensorboard not installed
-        warnings.warn(f"TensorBoard logging off ({exc})", stacklevel=2)
-        return None
-    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+__all__ = [
+    "CsvLog",
+    "DistInfo",
+    "LoopConfig",
+    "LoopResult",
+    "StepContext",
+    "TrainSystem",
+    "Validator",
+    "broadcast_module",
+    "dice_validator",
+    "linear_decay_lr",
+    "poly_lr",
+    "resolve_device",
+    "setup_distributed",
+    "tiled_logits",
+    "train",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -449,7 +225,7 @@ def train(
         train_csv = CsvLog(out_dir / "train_log.csv", start)
         val_csv = CsvLog(out_dir / "val_log.csv", start)
         if cfg.tensorboard:
-            writer = _tensorboard(out_dir / "tensorboard", purge_step=start + 1 if start else None)
+            writer = tensorboard_writer(out_dir / "tensorboard", purge_step=start + 1 if start else None)
 
     history: list[dict[str, float]] = []
     val_history: list[dict[str, float]] = []
@@ -600,99 +376,3 @@ def train(
         data_wait_fraction=wait_total / step_total if step_total > 0 else 0.0,
         seconds=time.perf_counter() - t_start,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Whole-volume validation
-# --------------------------------------------------------------------------------------------------
-
-
-def tiled_logits(
-    model: nn.Module,
-    image: np.ndarray,
-    tile_zyx: Sequence[int],
-    divisor: Sequence[int] = (1, 1, 1),
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """Logits (C, z, y, x) of ``model`` on a whole volume by non-overlapping tiles (no blending).
-
-    The volume is padded (edge values) to a multiple of the tile, and each tile size is a multiple
-    of ``divisor``. Kept to reproduce early diagnostics: it scores a net much lower than the
-    sliding-window predictor does (tiles that are mostly padding change instance-norm statistics;
-    organs cut at tile borders lose context; benchmarks/RESULTS.md).
-    """
-    shape = np.asarray(image.shape)
-    tile = np.asarray(
-        [
-            max(int(d), math.ceil(min(t, s) / d) * int(d))
-            for t, s, d in zip(tile_zyx, shape, divisor, strict=True)
-        ]
-    )
-    padded_shape = np.ceil(shape / tile).astype(int) * tile
-    pad = [(0, int(p - s)) for p, s in zip(padded_shape, shape, strict=True)]
-    vol = torch.from_numpy(np.pad(image.astype(np.float32), pad, mode="edge"))
-    out: torch.Tensor | None = None
-    for z in range(0, padded_shape[0], tile[0]):
-        for y in range(0, padded_shape[1], tile[1]):
-            for x in range(0, padded_shape[2], tile[2]):
-                sl = (slice(z, z + tile[0]), slice(y, y + tile[1]), slice(x, x + tile[2]))
-                pred = model(vol[sl][None, None].to(device))
-                if isinstance(pred, list | tuple):
-                    pred = pred[0]
-                pred = pred[0].float().cpu()
-                if out is None:
-                    out = torch.empty((pred.shape[0], *padded_shape.tolist()), dtype=torch.float32)
-                out[(slice(None), *sl)] = pred
-    assert out is not None
-    return out[:, : shape[0], : shape[1], : shape[2]]
-
-
-def dice_validator(
-    volumes: Sequence[TrainVolume],
-    window_zyx: Sequence[int],
-    device: torch.device | str | None = None,
-    predictor_factory: Callable[[nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None,
-) -> Validator:
-    """``validate(model) -> {"dice_mean", "dice_<id>"...}`` on whole labelled volumes.
-
-    Labels come from ``predictor_factory(model)(image)`` or, by default, from
-    :class:`flarelib.infer.sliding.SlidingWindowPredictor` with window ``window_zyx`` (step 0.5 and the
-    step rule, Gaussian, no mirroring) over the model's 14 FLARE classes. Per volume, Dice
-    of each annotated organ present in the label or the prediction (absent in both: skipped);
-    ``dice_mean`` is the mean over volumes of their mean organ Dice.
-    """
-    vols = [v for v in volumes if v.label is not None]
-
-    def validate(model: nn.Module) -> dict[str, float]:
-        if predictor_factory is not None:
-            predict = predictor_factory(model)
-        else:
-            params = list(model.parameters())
-            dev = device if device is not None else (params[0].device if params else torch.device("cpu"))
-
-            from flarelib.infer.sliding import SlidingWindowPredictor
-            from flarelib.labels import NUM_CLASSES
-
-            swp = SlidingWindowPredictor(model, NUM_CLASSES, window_zyx, mirror_axes=(), device=dev)
-            predict = swp.predict_labels
-
-        per_class: dict[int, list[float]] = {}
-        means = []
-        for v in vols:
-            pred = np.asarray(predict(v.image))
-            scores = []
-            for c in range(1, len(v.annotated)):
-                if not v.annotated[c]:
-                    continue
-                d = dice(v.label == c, pred == c, empty=None)
-                if d is None:
-                    continue
-                scores.append(d)
-                per_class.setdefault(c, []).append(d)
-            if scores:
-                means.append(float(np.mean(scores)))
-        out = {"dice_mean": float(np.mean(means)) if means else float("nan")}
-        out.update({f"dice_{c}": float(np.mean(s)) for c, s in sorted(per_class.items())})
-        return out
-
-    return validate
