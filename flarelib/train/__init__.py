@@ -11,7 +11,7 @@
 * :mod:`.schedules`: learning-rate schedules (poly, linear decay).
 * :mod:`.distributed`: device, ``torchrun`` process group, weight broadcast, gradient all-reduce.
 * :mod:`.train_log`: ``train_log.csv`` / ``val_log.csv`` and TensorBoard.
-* :mod:`.validation`: whole-volume Dice validation.
+* :mod:`.validation`: whole-volume Dice validation and the best-model keeper.
 * :mod:`.cli`: ``flarelib train --params FILE --stage NAME``.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from flarelib.paths import atomic_write_text
+
+TRAIN_LOG_NAME = "train_log.csv"
+VAL_LOG_NAME = "val_log.csv"
+TENSORBOARD_DIR = "tensorboard"
 
 
 class CsvLog:
@@ -70,3 +75,62 @@ def tensorboard_writer(log_dir: Path, purge_step: int | None) -> Any:
         warnings.warn(f"TensorBoard logging off ({exc})", stacklevel=2)
         return None
     return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+
+class RunLogs:
+    """The logs of one run in ``out_dir`` (None: this rank writes nothing, rows are only counted).
+
+    Training rows are buffered and written every ``log_every`` rows (and on :meth:`flush`); a
+    validation row is written at once. Scalars go to TensorBoard as ``train/<name>`` and
+    ``val/<name>`` at step ``iteration`` (non-finite training values are left out of TensorBoard).
+    """
+
+    def __init__(self, out_dir: Path | None, resume_iteration: int, *, log_every: int, tensorboard: bool):
+        self.log_every = max(1, int(log_every))
+        self.pending: list[dict[str, float]] = []
+        self.train_csv = self.val_csv = self.writer = None
+        if out_dir is None:
+            return
+        start = int(resume_iteration)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.train_csv = CsvLog(out_dir / TRAIN_LOG_NAME, start)
+        self.val_csv = CsvLog(out_dir / VAL_LOG_NAME, start)
+        if tensorboard:
+            self.writer = tensorboard_writer(
+                out_dir / TENSORBOARD_DIR, purge_step=start + 1 if start else None
+            )
+
+    def add_train(self, row: dict[str, float]) -> None:
+        """Buffer a training row; write the buffer once it holds ``log_every`` rows."""
+        self.pending.append(row)
+        if len(self.pending) >= self.log_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered training rows."""
+        if self.train_csv is not None:
+            self.train_csv.append(self.pending)
+        if self.writer is not None:
+            for row in self.pending:
+                for k, v in row.items():
+                    if k != "iteration" and isinstance(v, float) and math.isfinite(v):
+                        self.writer.add_scalar(f"train/{k}", v, int(row["iteration"]))
+            self.writer.flush()
+        self.pending.clear()
+
+    def add_val(self, iteration: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Write the validation row ``{"iteration", **metrics}`` and return it."""
+        row = {"iteration": float(iteration), **metrics}
+        if self.val_csv is not None:
+            self.val_csv.append([row])
+        if self.writer is not None:
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"val/{k}", v, iteration)
+            self.writer.flush()
+        return row
+
+    def close(self) -> None:
+        """Flush and close TensorBoard."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,6 +1,8 @@
-"""Validation during training: ``validate(model) -> {name: value}`` on whole labelled volumes.
+"""Validation during training and model selection.
 
-The loop calls a :data:`Validator` with the system's evaluation model in eval mode. Volumes are
+A :data:`Validator` is ``validate(model) -> {name: value}`` (here: Dice on whole labelled volumes);
+the loop calls it with the system's evaluation model in eval mode, and a :class:`BestModelKeeper`
+keeps the weights at the highest value of the selection metric (``model_best.pt``). Volumes are
 (z, y, x) arrays; logits are (C, z, y, x).
 """
 
@@ -8,15 +10,82 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from flarelib.evaluate.dice import dice
+from flarelib.train.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from flarelib.train.sampling import TrainVolume
 
 Validator = Callable[[nn.Module], dict[str, float]]
+
+
+def _cpu_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+class BestModelKeeper:
+    """Model selection: the weights at the highest finite ``metric`` value seen so far.
+
+    ``loop_state`` is the dict the loop saves as its checkpoints' ``"loop"`` entry; its
+    ``best_value`` and ``best_iteration`` are updated here, so a resumed run competes with the run
+    before it. The kept weights are a CPU copy, never a reference to the live model. With ``save``
+    they are also written atomically to ``path`` (``model_best.pt``) with the stage, params hash,
+    network name (``which``), iteration, metric and value.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        loop_state: dict[str, Any],
+        *,
+        stage: str,
+        params_hash: str,
+        which: str,
+        metric: str = "dice_mean",
+        save: bool = True,
+    ):
+        self.path = Path(path)
+        self.loop_state = loop_state
+        self.stage, self.params_hash, self.which = stage, params_hash, which
+        self.metric, self.save = metric, save
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, model: nn.Module, metrics: dict[str, float], iteration: int) -> bool:
+        """Keep ``model``'s weights if ``metrics[metric]`` beats the best so far; True when it did."""
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        best = self.loop_state.get("best_value")
+        if not (best is None or value > best):
+            return False
+        self.loop_state["best_value"], self.loop_state["best_iteration"] = value, iteration
+        self.state = _cpu_copy(model)  # a copy, never a reference to the live model
+        if self.save:
+            save_checkpoint(
+                self.path,
+                {
+                    "format": FORMAT_VERSION,
+                    "stage": self.stage,
+                    "params_hash": self.params_hash,
+                    "which": self.which,
+                    "iteration": iteration,
+                    "metric": self.metric,
+                    "value": value,
+                    "state_dict": self.state,
+                },
+            )
+        return True
+
+    def best_state(self) -> dict[str, torch.Tensor] | None:
+        """The kept weights; when none was kept here, those in ``path`` of an earlier call of the run."""
+        if self.state is None and self.loop_state.get("best_value") is not None and self.path.is_file():
+            return load_checkpoint(self.path)["state_dict"]
+        return self.state
 
 
 def tiled_logits(
