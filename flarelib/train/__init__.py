@@ -5,13 +5,12 @@
 * :mod:`.sampling`: :class:`TrainVolume`, foreground-oversampled patches, background loader.
 * :mod:`.mean_teacher`: the Mean Teacher (and supervised) system.
 * :mod:`.cyclegan`: the 3D CycleGAN system and whole-volume translation.
-* :mod:`.loop`: the loop itself: AMP, checkpoints and exact resume, model selection (its old
-  contents stay importable from it).
 * :mod:`.systems`: :class:`TrainSystem` (what the loop runs) and :class:`StepContext`.
 * :mod:`.schedules`: learning-rate schedules (poly, linear decay).
 * :mod:`.distributed`: device, ``torchrun`` process group, weight broadcast, gradient all-reduce.
 * :mod:`.train_log`: ``train_log.csv`` / ``val_log.csv`` and TensorBoard.
 * :mod:`.validation`: whole-volume Dice validation and the best-model keeper.
+* :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
 * :mod:`.cli`: ``flarelib train --params FILE --stage NAME``.
 """
 
