@@ -5,6 +5,11 @@
 * :mod:`.sampling`: :class:`TrainVolume`, foreground-oversampled patches, background loader.
 * :mod:`.mean_teacher`: the Mean Teacher (and supervised) system.
 * :mod:`.cyclegan`: the 3D CycleGAN system and whole-volume translation.
+* :mod:`.systems`: :class:`TrainSystem` (what the loop runs) and :class:`StepContext`.
+* :mod:`.schedules`: learning-rate schedules (poly, linear decay).
+* :mod:`.distributed`: device, ``torchrun`` process group, weight broadcast, gradient all-reduce.
+* :mod:`.train_log`: ``train_log.csv`` / ``val_log.csv`` and TensorBoard.
+* :mod:`.validation`: whole-volume Dice validation and the best-model keeper.
 * :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
 * :mod:`.stages`: the stage API (run_stage, train_segmentation, train_cyclegan) the CLI and the
   notebooks call.
@@ -14,7 +19,7 @@
 from flarelib.train.augment import AugmentConfig, augment_sample, mirror
 from flarelib.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from flarelib.train.cyclegan import CycleGAN, ImagePool, translate_volume
-from flarelib.train.loop import LoopConfig, LoopResult, StepContext, TrainSystem, dice_validator, train
+from flarelib.train.loop import LoopConfig, LoopResult, train
 from flarelib.train.losses import consistency_lambda, deep_supervision_loss, deep_supervision_weights
 from flarelib.train.mean_teacher import MeanTeacher, ema_update
 from flarelib.train.sampling import (
@@ -24,6 +29,8 @@ from flarelib.train.sampling import (
     TrainVolume,
     UnpairedBatches,
 )
+from flarelib.train.systems import StepContext, TrainSystem
+from flarelib.train.validation import dice_validator
 
 __all__ = [
     "AugmentConfig",

@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flarelib.config import CycleGANParams
-from flarelib.train.loop import DistInfo, StepContext, TrainSystem, linear_decay_lr
+from flarelib.train.distributed import DistInfo
+from flarelib.train.schedules import linear_decay_lr
+from flarelib.train.systems import StepContext, TrainSystem
 
 
 class ImagePool:

@@ -28,8 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from flarelib.config import TrainParams
-from flarelib.train.loop import DistInfo, StepContext, TrainSystem, poly_lr
+from flarelib.train.distributed import DistInfo
 from flarelib.train.losses import consistency_lambda, deep_supervision_loss, softmax_mse
+from flarelib.train.schedules import poly_lr
+from flarelib.train.systems import StepContext, TrainSystem
 
 
 def ema_decay_at(step: int, ema_decay: float) -> float:
