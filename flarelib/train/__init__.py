@@ -10,7 +10,7 @@
 * :mod:`.distributed`: device, ``torchrun`` process group, weight broadcast, gradient all-reduce.
 * :mod:`.train_log`: ``train_log.csv`` / ``val_log.csv`` and TensorBoard.
 * :mod:`.validation`: whole-volume Dice validation and the best-model keeper.
-* :mod:`.loop`: optimizer schedule, AMP, checkpoints and exact resume, logging, validation, DDP.
+* :mod:`.loop`: the loop itself: AMP, checkpoints and exact resume.
 * :mod:`.stages`: the stage API (run_stage, train_segmentation, train_cyclegan) the CLI and the
   notebooks call.
 * :mod:`.cli`: ``flarelib train --params FILE --stage NAME`` (arguments and printing only).
