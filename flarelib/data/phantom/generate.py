@@ -50,6 +50,7 @@ from scipy import ndimage
 
 from flarelib.config import Params, params_to_dict
 from flarelib.data.phantom import anatomy as A
+from flarelib.data.phantom.marker import clear_marker, write_marker
 from flarelib.data.phantom.render import MR_SEQUENCES, render_ct, render_mr
 from flarelib.errors import FlareInputError
 from flarelib.io import Volume, write_image
@@ -703,13 +704,10 @@ def generate(
     folders, ``dataset.json`` and ``diagnostics/``; nothing else is touched); a folder holding another
     data set is refused (:class:`FlareInputError`).
     """
-    from flarelib.data.prepare import MARKER
-
     t0 = time.perf_counter()
     out = Path(out_dir)
     _clear_previous(out)
-    # a half-written phantom must not look complete to flarelib.data.prepare.ensure_data
-    (out / MARKER).unlink(missing_ok=True)
+    clear_marker(out)  # a half-written phantom must not look complete (flarelib.data.prepare.ensure_data)
     out.mkdir(parents=True, exist_ok=True)
     ph = params.phantom
     for name in ("n_ct_manual", "n_ct_pseudo", "n_lld_patients", "n_amos", "n_mr_val"):
@@ -834,8 +832,6 @@ def run(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise FlareInputError("--workers", "must be >= 1", "pass --workers 1 or more")
         report = generate(params, out, progress=not args.no_progress, workers=args.workers)
-        from flarelib.data.prepare import write_marker
-
         write_marker(params, out)  # so that `flarelib train/run` use it rather than generate it again
     except FlareInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
