@@ -30,6 +30,8 @@ ORGANS: dict[int, str] = {
     13: "left kidney",
 }
 ORGAN_IDS: tuple[int, ...] = tuple(ORGANS)
+#: FLARE id of each organ by its name in :data:`ORGANS` (``ORGAN_BY_NAME["liver"] == 1``).
+ORGAN_BY_NAME: dict[str, int] = {name: organ for organ, name in ORGANS.items()}
 NUM_CLASSES = 14  # background + 13 organs
 
 #: Short names used in tables (the paper's Table 4 order is the id order).

@@ -1,32 +1,24 @@
 """Make a run's data available: generate the phantom when the params ask for it and it is missing.
 
-The phantom's folder holds ``GENERATED.json`` with the hash of the params that made it; a different
-hash regenerates it. Generation goes to a sibling temp folder renamed into place when complete, so
-an interrupted generation never leaves a half-written dataset that looks finished.
+The phantom's folder holds the marker of :mod:`flarelib.data.phantom.marker` (``GENERATED.json``,
+the hash of the params that made it); a different hash regenerates it. Generation goes to a
+sibling temp folder renamed into place when complete, so an interrupted generation never leaves a
+half-written dataset that looks finished.
+
+This module is the one place where :mod:`flarelib.data` calls into :mod:`flarelib.data.phantom`
+(which never imports it back).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from flarelib.config import params_hash
+from flarelib.data.phantom.marker import MARKER, marker_key, phantom_key, write_marker
 from flarelib.errors import FlareInputError
-from flarelib.paths import atomic_write_text, data_root
+from flarelib.paths import data_root
 
-MARKER = "GENERATED.json"
-
-
-def phantom_key(params) -> str:
-    """Hash of everything the phantom depends on: its section and the master seed."""
-    return params_hash({"phantom": params.phantom, "seed": params.run.seed})
-
-
-def write_marker(params, folder: str | Path) -> Path:
-    """Mark ``folder`` as the complete phantom of ``params`` (what :func:`ensure_data` checks)."""
-    text = json.dumps({"key": phantom_key(params), "profile": params.run.profile}) + "\n"
-    return atomic_write_text(Path(folder) / MARKER, text)
+__all__ = ["MARKER", "ensure_data", "phantom_key", "write_marker"]
 
 
 def ensure_data(params, *, log=print) -> Path:
@@ -38,16 +30,11 @@ def ensure_data(params, *, log=print) -> Path:
                 root, "data folder not found", "set FLARE_DATA or data.root in params to the dataset's folder"
             )
         return root
-    key = phantom_key(params)
-    marker = root / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("key") == key:
-                return root
-        except json.JSONDecodeError:
-            pass
+    if (root / MARKER).is_file():
+        if marker_key(root) == phantom_key(params):
+            return root
         log(f"phantom at {root} was made with other params: regenerating")
-    from flarelib.data.phantom.generate import generate
+    from flarelib.data.phantom.generate import generate  # looked up per call: tests replace it
 
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

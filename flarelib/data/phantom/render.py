@@ -1,6 +1,6 @@
 """Phantom rendering: tissue maps -> CT in HU and the 8 MR sequence contrasts.
 
-Each tissue (:class:`~.anatomy.Tissue`) has a CT value (unenhanced HU + portal-venous enhancement)
+Each tissue (:class:`~.shapes.Tissue`) has a CT value (unenhanced HU + portal-venous enhancement)
 and one signal per MR sequence (arbitrary units, before the per-volume gain). The renderer adds, in
 this order: parenchymal texture (smooth noise), lung vessels and mottled stool, partial-volume blur
 (Gaussian point-spread function, ~0.45 voxel per axis), for MR a smooth multiplicative bias field,
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from flarelib.data.phantom.anatomy import Tissue
+from flarelib.data.phantom.shapes import Tissue
 
 __all__ = ["MR_SEQUENCES", "MR_SNR", "TISSUE_TABLE", "bias_field", "render_ct", "render_mr"]
 
