@@ -36,7 +36,7 @@ import torch
 
 from flarelib.config import compose_params
 from flarelib.data.layout import discover
-from flarelib.data.prepare import ensure_data
+from flarelib.datasets import ensure_data
 from flarelib.labels import SHORT_NAMES
 from flarelib.paths import project_root
 from flarelib.train.stages import load_train_volume, train_cyclegan, train_segmentation

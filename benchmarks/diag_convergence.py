@@ -30,7 +30,7 @@ import torch
 
 from flarelib.config import compose_params
 from flarelib.data.layout import discover
-from flarelib.data.prepare import ensure_data
+from flarelib.datasets import ensure_data
 from flarelib.infer.sliding import SlidingWindowPredictor
 from flarelib.labels import NUM_CLASSES
 from flarelib.models.unet import unet_from_params

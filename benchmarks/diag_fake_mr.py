@@ -29,7 +29,7 @@ def intensity_table(params, generator, ct_volumes, t1w_cases) -> tuple[list[str]
     """Markdown rows (organ | CT | fake T1W | real T1W) and the mean |organ mean - real T1W| of CT
     and of fake T1W. ``ct_volumes``: 0..255 labelled TrainVolumes; ``t1w_cases``: layout cases of
     real T1W (read, resampled to the training spacing and scaled like the CycleGAN's domain B)."""
-    from flarelib.io import read_label
+    from flarelib.data.phantom import read_truth_label
     from flarelib.labels import SHORT_NAMES
     from flarelib.paths import data_root
     from flarelib.preprocess import resample
@@ -46,7 +46,7 @@ def intensity_table(params, generator, ct_volumes, t1w_cases) -> tuple[list[str]
         fake_means.append(_organ_means(fake, vol.label))
     for case in t1w_cases:
         vol = load_train_volume(case, spacing, "mr255", params.preprocess)
-        true = read_label(root / "diagnostics" / "labels" / case.subset / f"{case.case_id}.nii.gz")
+        true = read_truth_label(root, case.subset, case.case_id)
         t1_means.append(_organ_means(vol.image, resample(true, spacing, is_label=True).array))
 
     def avg(rows, o):

@@ -34,7 +34,7 @@ from IPython.display import Markdown, display
 from flarelib.config import load_stage_params
 from flarelib.data.check import check_dataset
 from flarelib.data.layout import discover, load_case
-from flarelib.data.prepare import ensure_data
+from flarelib.datasets import ensure_data
 from flarelib.io import reorient_to_lps
 from flarelib.paths import atomic_write_text, stage_dir
 from flarelib.viz.figures import case_slices_figure

@@ -39,7 +39,8 @@ from IPython.display import display
 
 from flarelib.config import load_stage_params
 from flarelib.data import discover, select_cases
-from flarelib.data.prepare import ensure_data
+from flarelib.data.phantom import load_truth, truth_case, truth_label_path
+from flarelib.datasets import ensure_data
 from flarelib.evaluate.cases import per_case_table, predict_and_score, score_file
 from flarelib.infer.pipeline import CasePredictor, predict_paths
 from flarelib.paths import atomic_write_text, stage_dir
@@ -123,8 +124,8 @@ model_file = best if best.is_file() else out / "stage1" / "checkpoint.pt"
 predictor = CasePredictor.from_checkpoint(model_file, params=params)
 sequences = {}
 if params.data.track == "phantom":
-    truth = json.loads((root / "diagnostics" / "truth.json").read_text())
-    sequences = {c.case_id: truth["cases"][f"{c.subset}/{c.case_id}"]["sequence"] for c in val_cases}
+    truth = load_truth(root)
+    sequences = {c.case_id: truth_case(truth, c.subset, c.case_id)["sequence"] for c in val_cases}
 scores = predict_and_score(predictor, val_cases, out / "val_predictions", sequences=sequences)
 scores.to_csv(out / "val_scores.csv", index=False)
 table = per_case_table(scores)
@@ -151,7 +152,7 @@ if params.data.track == "phantom":
     rows = []
     for case, result in zip(mr_cases, results, strict=True):
         if result.ok:
-            truth_file = root / "diagnostics" / "labels" / case.subset / f"{case.case_id}.nii.gz"
+            truth_file = truth_label_path(root, case.subset, case.case_id)
             rows += score_file(result.output, truth_file, case=case.case_id, sequence=case.sequence)
     pseudo_table = per_case_table(pd.DataFrame(rows))
     pseudo_dsc = float(pseudo_table.iloc[-1]["dsc"])

@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 
 from flarelib.config import Params, PreprocessParams, TrainParams, params_hash, params_to_dict
 from flarelib.data.layout import Case, discover, load_case
-from flarelib.data.prepare import ensure_data
 from flarelib.data.roles import LABELLED_ROLES, UNLABELLED_ROLES, VALIDATION_ROLES, select_cases
+from flarelib.datasets import ensure_data
 from flarelib.errors import FlareInputError
 from flarelib.infer.sliding import SlidingWindowPredictor
 from flarelib.models.cyclegan import discriminator_from_params, generator_from_params

@@ -478,7 +478,7 @@ def test_cli_generate_marks_the_folder_so_that_runs_use_it(tmp_path, monkeypatch
     import importlib
 
     from flarelib.config import load_params
-    from flarelib.data import prepare
+    from flarelib import datasets as prepare
 
     gen = importlib.import_module("flarelib.data.phantom.generate")
 

@@ -8,7 +8,7 @@
   :mod:`.label_errors`, :mod:`.volume`, :mod:`.cases`, :mod:`.build`).
 * :mod:`.truth`: the diagnostics folder (true labels, tissue maps, ``truth.json``), which the method
   never reads: :func:`load_truth`, :func:`truth_case`, :func:`truth_label_path`, :func:`read_truth_label`.
-* :mod:`.marker`: the "phantom complete" marker that :func:`flarelib.data.prepare.ensure_data` checks.
+* :mod:`.marker`: the "phantom complete" marker that :func:`flarelib.datasets.ensure_data` checks.
 
 ``generate(params, out_dir)`` writes the layout of ``params.data.subsets`` (``params/data/phantom.yaml``)
 plus ``diagnostics/`` (true labels, tissue maps and transforms, which the method never reads).

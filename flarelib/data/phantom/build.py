@@ -222,7 +222,7 @@ def generate(
     out = Path(out_dir)
     layouts = phantom_layouts(params)
     _clear_previous(out, layouts)
-    clear_marker(out)  # a half-written phantom must not look complete (flarelib.data.prepare.ensure_data)
+    clear_marker(out)  # a half-written phantom must not look complete (flarelib.datasets.ensure_data)
     out.mkdir(parents=True, exist_ok=True)
     ph = params.phantom
     for name in ("n_ct_manual", "n_ct_pseudo", "n_lld_patients", "n_amos", "n_mr_val"):

@@ -2,7 +2,7 @@
 
 The one owner of the marker. :func:`flarelib.data.phantom.generate` removes it before writing (a
 half-written phantom never looks complete), ``flarelib generate`` writes it when done, and
-:func:`flarelib.data.prepare.ensure_data` reuses a folder whose marker holds the run's key and
+:func:`flarelib.datasets.ensure_data` reuses a folder whose marker holds the run's key and
 regenerates otherwise.
 """
 

@@ -1,9 +1,9 @@
-"""The "phantom complete" marker: one owner, read back by flarelib.data.prepare."""
+"""The "phantom complete" marker: one owner, read back by flarelib.datasets."""
 
 from __future__ import annotations
 
 from flarelib.config import params_from_dict
-from flarelib.data import prepare
+from flarelib import datasets as prepare
 from flarelib.data.phantom import marker
 
 

@@ -5,8 +5,8 @@ the hash of the params that made it); a different hash regenerates it. Generatio
 sibling temp folder renamed into place when complete, so an interrupted generation never leaves a
 half-written dataset that looks finished.
 
-This module is the one place where :mod:`flarelib.data` calls into :mod:`flarelib.data.phantom`
-(which never imports it back).
+It lives outside :mod:`flarelib.data` because it calls into :mod:`flarelib.data.phantom`, which
+builds on :mod:`flarelib.data` (layouts, manifests): inside, the two packages imported each other.
 """
 
 from __future__ import annotations
