@@ -158,6 +158,7 @@ class CycleGANParams:
     translate_overlap: float = 0.5
     translate_blend: Literal["gaussian", "linear"] = "gaussian"  # tile blending of translate_volume
     target_sequence: str | None = "T1W"  # domain B: unlabelled MR of this sequence (None: all MR)
+    align_domains: bool = True  # translation registration of CT and MR onto one reference (STUDY.md)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,11 +44,13 @@ from flarelib.data.roles import LABELLED_ROLES, UNLABELLED_ROLES, VALIDATION_ROL
 from flarelib.datasets import ensure_data
 from flarelib.errors import FlareInputError
 from flarelib.infer.sliding import SlidingWindowPredictor
+from flarelib.io import Volume
 from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
 from flarelib.models.unet import required_divisor, unet_from_params
 from flarelib.paths import stage_dir
 from flarelib.preprocess import prepare_case
 from flarelib.preprocess.prepare import Intensity
+from flarelib.registration.translation_data import align_domains
 from flarelib.repro import save_run_record
 from flarelib.train.augment import AugmentConfig
 from flarelib.train.cyclegan import CycleGAN
@@ -394,8 +396,13 @@ def run_stage(
         seq = params.cyclegan.target_sequence
         a_cases = select_cases(cases, "labelled")
         b_cases = select_cases(cases, "unlabelled", sequence=seq)
-        a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
-        b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+        if params.cyclegan.align_domains and a_cases and b_cases:
+            a, b, record = _aligned_domains(params, a_cases, b_cases, show)
+            if info.is_main:
+                save_run_record(out, params, extra={**extra, "align_domains": record})
+        else:
+            a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
+            b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
         return train_cyclegan(
             params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
         )
@@ -427,6 +434,44 @@ def run_stage(
         progress=progress,
         dist_info=info,
     )
+
+
+def _aligned_domains(
+    params: Params, ct_cases: Sequence[Case], mr_cases: Sequence[Case], show: bool
+) -> tuple[list[TrainVolume], list[TrainVolume], dict[str, Any]]:
+    """The CycleGAN's two domains at the training spacing (CT 0..255, MR 0..255), aligned onto the
+    MR reference by :func:`flarelib.registration.translation_data.align_domains`; the record holds
+    every case's transform and the references."""
+    spacing = params.preprocess.target_spacing_zyx
+
+    def prepared(case: Case, intensity: Intensity) -> tuple[Volume, Volume | None]:
+        image, label = load_case(case)
+        prep = prepare_case(
+            image,
+            label,
+            spacing_zyx=spacing,
+            intensity=intensity,
+            modality=case.modality,
+            preprocess=params.preprocess,
+        )
+        lab = None if prep.label is None else prep.grid.with_array(prep.label)
+        return prep.grid.with_array(prep.image), lab
+
+    cts = [(c.case_id, *prepared(c, "ct255")) for c in tqdm(ct_cases, desc="CT", disable=not show)]
+    mrs = [(c.case_id, prepared(c, "mr255")[0]) for c in tqdm(mr_cases, desc="MR", disable=not show)]
+    r = params.registration
+    aligned = align_domains(cts, mrs, levels=r.levels, sampling=r.sampling_fraction, seed=r.seed)
+    sp = tuple(spacing)
+    a = [
+        TrainVolume(v.array, None, None, name=c[0], spacing_zyx=sp)
+        for c, v in zip(cts, aligned.ct, strict=True)
+    ]
+    b = [
+        TrainVolume(v.array, None, None, name=m[0], spacing_zyx=sp)
+        for m, v in zip(mrs, aligned.mr, strict=True)
+    ]
+    record = {"reference_ct": aligned.reference_ct, "reference_mr": aligned.reference_mr, **aligned.record}
+    return a, b, record
 
 
 def _fake_mr(
