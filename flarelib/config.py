@@ -92,6 +92,9 @@ class PhantomParams:
     long_ct_fraction: float = 0.3  # CT volumes covering chest to pelvis (> 150 slices at full scale)
     zflip_fraction: float = 0.25
     misaligned_fraction: float = 0.2
+    # MR sequences every labelled CT case is also rendered as, into diagnostics/ only: the truth a
+    # CT -> MR translation is measured against (flarelib.evaluate.translation)
+    translation_truth: tuple[str, ...] = ("T1W", "T2W")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,8 @@
   and the ``flarelib generate`` command (:func:`add_cli`) (:mod:`.subsets`, :mod:`.geometry`,
   :mod:`.label_errors`, :mod:`.volume`, :mod:`.cases`, :mod:`.build`).
 * :mod:`.truth`: the diagnostics folder (true labels, tissue maps, ``truth.json``), which the method
-  never reads: :func:`load_truth`, :func:`truth_case`, :func:`truth_label_path`, :func:`read_truth_label`.
+  never reads: :func:`load_truth`, :func:`truth_case`, :func:`truth_label_path`, :func:`read_truth_label`,
+  :func:`translation_truth_file` (labelled CT rendered as MR: the truth of a CT -> MR translation).
 * :mod:`.marker`: the "phantom complete" marker that :func:`flarelib.datasets.ensure_data` checks.
 
 ``generate(params, out_dir)`` writes the layout of ``params.data.subsets`` (``params/data/phantom.yaml``)
@@ -15,7 +16,13 @@ plus ``diagnostics/`` (true labels, tissue maps and transforms, which the method
 """
 
 from flarelib.data.phantom.generate import GenerateReport, add_cli, generate
-from flarelib.data.phantom.truth import load_truth, read_truth_label, truth_case, truth_label_path
+from flarelib.data.phantom.truth import (
+    load_truth,
+    read_truth_label,
+    translation_truth_file,
+    truth_case,
+    truth_label_path,
+)
 
 __all__ = [
     "GenerateReport",
@@ -23,6 +30,7 @@ __all__ = [
     "generate",
     "load_truth",
     "read_truth_label",
+    "translation_truth_file",
     "truth_case",
     "truth_label_path",
 ]

@@ -26,7 +26,10 @@ from flarelib.data.phantom.label_errors import pseudo_label_errors
 from flarelib.data.phantom.patient import make_patient
 from flarelib.data.phantom.render import MR_SEQUENCES, render_ct, render_mr
 from flarelib.data.phantom.subsets import case_ids
+from flarelib.data.phantom.truth import translation_truth_file
 from flarelib.data.phantom.volume import paint, to_int16, volume_record, write_volume
+from flarelib.errors import FlareInputError
+from flarelib.io import Volume, write_image
 from flarelib.labels import SEQUENCES
 
 __all__ = ["ct_case", "lld_case", "single_mr_case"]
@@ -77,7 +80,37 @@ def ct_case(
         extra["pseudo_label_errors"] = errors
     rec = volume_record(layout, subset, case, None, "CT", shape, spacing, origin, label, extra)
     write_volume(out, rec, to_int16(hu), tissue, label, written, zflip=False)
+    rec["translation_truth"] = _translation_truth(
+        params, out, subset, index, case, tissue, spacing, origin, p
+    )
     return [rec]
+
+
+def _translation_truth(params, out, subset, index, case, tissue, spacing, origin, p) -> dict[str, str]:
+    """The CT case's anatomy rendered as each MR sequence of ``phantom.translation_truth`` on the CT's
+    grid (unit gain, no bias field: the contrast, not a scanner's drift), into diagnostics/ only.
+    Streams 10+ of the case, so the files the method reads stay as without them."""
+    files = {}
+    for k, seq in enumerate(params.phantom.translation_truth):
+        if seq not in MR_SEQUENCES:
+            raise FlareInputError(
+                "phantom.translation_truth",
+                f"unknown MR sequence {seq!r}",
+                f"use names of {list(MR_SEQUENCES)}",
+            )
+        img = render_mr(
+            tissue,
+            seq,
+            spacing,
+            case_rng(params.run.seed, subset, index, 10 + k),
+            liver_fat_fraction=p.liver_fat_fraction,
+            gain=1.0,
+            bias_amplitude=0.0,
+        )
+        rel = translation_truth_file(subset, case, seq)
+        write_image(Volume(to_int16(img), spacing, origin, np.eye(3)), out / rel)
+        files[seq] = rel
+    return files
 
 
 def lld_case(

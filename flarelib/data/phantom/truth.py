@@ -32,6 +32,7 @@ __all__ = [
     "load_truth",
     "read_truth_label",
     "tissue_file",
+    "translation_truth_file",
     "true_label_file",
     "truth_case",
     "truth_label_path",
@@ -50,6 +51,12 @@ def true_label_file(subset: str, case_id: str) -> str:
 def tissue_file(subset: str, case_id: str) -> str:
     """Path of a volume's tissue map relative to the data root (POSIX)."""
     return f"{DIAGNOSTICS}/tissue/{subset}/{case_id}.nii.gz"
+
+
+def translation_truth_file(subset: str, case_id: str, sequence: str) -> str:
+    """Path of a labelled CT case's anatomy rendered as MR ``sequence`` (the truth of its CT -> MR
+    translation), relative to the data root (POSIX)."""
+    return f"{DIAGNOSTICS}/translation/{subset}/{case_id}_{sequence}.nii.gz"
 
 
 def truth_path(data_dir: str | os.PathLike) -> Path:
