@@ -59,10 +59,18 @@ def _case_arrays(params: Params, root: Path, case: Case, sequence: str) -> dict[
 
 
 def phantom_translation_table(
-    params: Params, generator: nn.Module, *, sequence: str | None = None, progress: bool = False
+    params: Params,
+    generator: nn.Module,
+    *,
+    sequence: str | None = None,
+    root: Path | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per labelled CT case and input (``fake``: the generator's output; ``ct``: the CT as
-    it is) with the figures of :mod:`flarelib.evaluate.translation` and per-region errors."""
+    it is) with the figures of :mod:`flarelib.evaluate.translation` and per-region errors.
+
+    ``root``: the phantom's folder as ``params`` lays it out (default: the run's data, generated
+    when missing)."""
     from tqdm.auto import tqdm
 
     if params.data.track != "phantom":
@@ -70,7 +78,7 @@ def phantom_translation_table(
             "data.track", "the translation truth exists on the phantom only", "--data phantom"
         )
     seq = sequence or params.cyclegan.target_sequence or "T1W"
-    root = ensure_data(params)
+    root = ensure_data(params) if root is None else Path(root)
     cases = select_cases(discover(params), "labelled")
     c, pre = params.cyclegan, params.preprocess
     rows: list[dict[str, Any]] = []

@@ -477,8 +477,8 @@ def test_cli_generate_marks_the_folder_so_that_runs_use_it(tmp_path, monkeypatch
     import argparse
     import importlib
 
-    from flarelib.config import load_params
     from flarelib import datasets as prepare
+    from flarelib.config import load_params
 
     gen = importlib.import_module("flarelib.data.phantom.generate")
 
@@ -511,3 +511,42 @@ def test_montage(phantom, tmp_path):
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 9 and png.stat().st_size > 10_000
     assert truth["lld_mmr"]["patients"][0] in fig._suptitle.get_text()
+
+
+def test_labelled_ct_is_rendered_as_the_true_mr_of_its_anatomy(phantom):
+    """diagnostics/translation/: each labelled CT's anatomy as T1W and T2W on the CT's grid, with
+    the sequences' contrasts (T1W: fat bright, bile dark; T2W: bile bright, liver dark)."""
+    params, out, _, truth = phantom
+    cts = _cases(truth, modality="CT")
+    assert cts and all(set(r["translation_truth"]) == set(params.phantom.translation_truth) for r in cts)
+    for rec in cts[:3]:
+        ct = read_image(out / rec["image"])
+        label = read_label(out / rec["true_label"]).array
+        tissue = read_label(out / rec["tissue"]).array
+        mr = {seq: read_image(out / rel) for seq, rel in rec["translation_truth"].items()}
+        assert all(same_grid(v, ct) and v.shape == ct.shape for v in mr.values())
+        assert all(rel.startswith("diagnostics/") for rel in rec["translation_truth"].values())
+        t1, t2 = mr["T1W"].array, mr["T2W"].array
+        fat = np.isin(tissue, A.FAT_TISSUES)
+        assert t1[fat].mean() > t1[label == LIVER].mean()
+        if (label == GB).sum() > 20:
+            assert t1[label == GB].mean() < t1[label == LIVER].mean()
+            assert t2[label == GB].mean() > t2[label == LIVER].mean()
+
+
+def test_translation_check_scores_an_identity_generator_as_the_ct_itself(phantom):
+    """flarelib.train.translation_check end to end on the smoke phantom: a generator that returns
+    its input makes a fake identical to the CT, so both rows agree; CT contrast is not T1W's."""
+    import torch
+
+    from flarelib.train.translation_check import phantom_translation_table, summarise
+
+    params, out, _, _ = phantom
+    params = compose_params(
+        ROOT / "params" / "runs" / "default.yaml", "smoke", "phantom", overrides={"data": {"root": str(out)}}
+    )
+    table = phantom_translation_table(params, torch.nn.Identity(), root=out)
+    assert set(table["input"]) == {"fake", "ct"} and table["sequence"].eq("T1W").all()
+    s = summarise(table)
+    np.testing.assert_allclose(s.loc["fake"].to_numpy(float), s.loc["ct"].to_numpy(float), atol=1e-3)
+    assert s.loc["ct", "order_fraction"] < 0.9 and s.loc["ct", "organ_mae"] > 20
