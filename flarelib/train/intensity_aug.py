@@ -100,7 +100,9 @@ def _mix(image: np.ndarray, remapped: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float32)
+    # a copy: torch takes no negative strides, which a flipped one-slice axis keeps even in a
+    # "contiguous" numpy array (a size-1 axis counts as contiguous whatever its stride)
+    img = np.array(image, dtype=np.float32, order="C", copy=True)
     if img.ndim != 3:
         raise ValueError(f"intensity augmentation needs a (z, y, x) patch, got shape {img.shape}")
     return img

@@ -122,3 +122,11 @@ def test_batches_with_intensity_aug_are_a_function_of_the_index(make_volume):
     assert not (a["image_l"] == c["image_l"]).all()
     again = aug(5)
     assert all((again[k] == c[k]).all() for k in c)
+
+
+def test_flipped_views_are_accepted():
+    one_slice = np.ascontiguousarray(_patch((1, 16, 16))[::-1])  # mirrored z: still a negative stride
+    for img in (_patch()[:, ::-1], one_slice):
+        for aug in (RandConv(), GIN()):
+            out = aug.apply(img, aug.draw_params(np.random.default_rng(0)))
+            assert out.shape == img.shape and np.isfinite(out).all()
