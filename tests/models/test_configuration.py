@@ -176,3 +176,23 @@ def test_check_params_names_the_key():
         others = tuple(s for s in cases if s != section)
         assert check_params(bad, others) == "2d"  # only the sections asked for are checked
     assert math.prod(_params_2d().train.patch_zyx) == 128 * 128
+
+
+def test_quick_2d_run_file_is_a_2d_run_with_every_profile():
+    from flarelib.config import PROFILES, compose_params
+    from flarelib.paths import project_root
+
+    run_file = project_root() / "params" / "runs" / "quick_2d.yaml"
+    for profile in PROFILES:
+        p = compose_params(run_file, profile, "phantom")
+        assert check_params(p) == "2d", profile
+        assert p.unet.channels == (16, 32, 64, 128, 256, 256)
+        assert p.train.patch_zyx == p.cyclegan.patch_zyx == p.infer.window_zyx == (1, 128, 128)
+        assert (p.train.batch_labeled, p.train.batch_unlabeled) == (8, 8)
+    p = compose_params(run_file, "quick", "phantom")
+    assert p.preprocess.target_spacing_zyx[1:] == (3.0, 3.0)  # 128 x 128 x 3 mm: a whole axial slice
+    net = unet_from_params(p.unet)
+    assert net.configuration == "2d" and net.divisor == (1, 32, 32)
+    g = generator_from_params(p.cyclegan, configuration=configuration_of(p))
+    d = discriminator_from_params(p.cyclegan, configuration=configuration_of(p))
+    assert _kernels(g) == {(1, 7, 7), (1, 3, 3)} and _kernels(d) == {(1, 4, 4)}
