@@ -366,7 +366,7 @@ def train_cyclegan(
         raise FlareInputError(
             "cyclegan.patch_zyx",
             f"{list(c.patch_zyx)} is too small for a discriminator with "
-            f"n_layers={c.n_layers} ({'every axis' if conf == '3d' else 'y and x'} need >= {min_d})",
+            f"n_layers={c.n_layers} ({'every axis needs' if conf == '3d' else 'y and x need'} >= {min_d})",
             "enlarge the patch or lower cyclegan.n_layers",
         )
     info = dist_info or setup_distributed(device)
