@@ -129,6 +129,10 @@ class UNetParams:
     ``paper``: a separate down-sampling conv (kernel = stride = pool) + norm + LeakyReLU before each
     stage's two 3x3x3 convs, and transposed conv + norm + LeakyReLU up (the authors' net, 33.89 M);
     ``nnunet``: the first conv of a stage is strided (nnU-Net's PlainConvUNet, 30.78 M).
+
+    ``configuration`` is the run's one 3d / 2d switch: it also sets the CycleGAN's kernels, and in
+    2d ``pool_zyx``, ``train.patch_zyx``, ``cyclegan.patch_zyx`` and ``infer.window_zyx`` must have
+    z = 1 (:mod:`flarelib.models.configuration`).
     """
 
     in_channels: int = 1
@@ -137,6 +141,7 @@ class UNetParams:
     pool_zyx: tuple[tuple[int, int, int], ...] = ((1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2))
     deep_supervision: bool = True
     block_style: Literal["paper", "nnunet"] = "paper"
+    configuration: Literal["3d", "2d"] = "3d"  # 2d: 1x3x3 kernels, (1,s,s) pools, one-slice patches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +193,7 @@ class TrainParams:
     foreground_oversample: float = 0.33
     swap_lr_labels: bool = True  # the authors' code does not swap 2<->13, 7<->8 on L/R flips
     augmentation: Literal["nnunet", "none"] = "nnunet"  # none: plain crops (the CPU profiles)
+    intensity_aug: Literal["none", "randconv", "gin"] = "none"  # labelled CT only (train/intensity_aug.py)
     grad_clip: float = 12.0
     amp: bool = True  # CUDA only; CPU runs fp32
     checkpoint_every: int = 1000

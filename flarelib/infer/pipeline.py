@@ -61,6 +61,7 @@ from flarelib.errors import FlareInputError
 from flarelib.infer.postprocess import postprocess
 from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime, resolve_runtime
 from flarelib.io import Volume, read_image, reorient, same_grid, write_image
+from flarelib.models.configuration import check_params
 from flarelib.preprocess import PreparedCase, prepare_case, resample_to_reference
 
 __all__ = [
@@ -152,6 +153,7 @@ class CasePredictor:
         if modality not in ("MR", "CT"):
             raise FlareInputError("modality", f"unknown modality {modality!r}", "use MR or CT")
         t0 = time.perf_counter()
+        check_params(params, ("unet", "infer"))  # a 2d net predicts one-slice windows, exported or not
         if params.train.augmentation == "none" and params.infer.mirror_axes:
             warnings.warn(
                 f"mirroring TTA over axes {tuple(params.infer.mirror_axes)} on a model trained without "

@@ -12,6 +12,13 @@ prints the tuple next to a window written in (x, y, z) order, which would read a
 in (z, y, x); the code is the reference here (STUDY.md), and ``rule_fractions`` makes the other
 reading one params change away.
 
+**One-slice windows (the 2d configuration).** An axis whose window is 1 voxel (z of a 2-D net's
+``(1, Y, X)`` window) steps by exactly one voxel, whatever ``step`` and ``rule_fractions`` say, so
+every slice is predicted once (a fraction 0.5 would predict each slice twice: the starts are
+rounded) and none is skipped. Such an axis is also left out of the ``max_windows`` count: the rule
+then counts the windows of one slice, the count it was written for (counted over every slice of a
+volume it would always fire for a 2-D net). Its reported step fraction is 1.
+
 **Padding.** A volume smaller than the window on some axis is padded to the window size on that
 axis, symmetrically (``before = missing // 2``), with ``pad_value`` (default 0.0). The predictor
 runs on z-scored volumes, where 0 is the volume's mean intensity: nnU-Net and MONAI pad with 0 as
@@ -168,7 +175,8 @@ def plan_windows(
     size (one window, the volume is padded). Step ``step`` on every axis; if that needs more than
     ``max_windows`` windows (``max_windows <= 0`` disables the rule) the per-axis ``rule_fractions``
     are used instead. ``placement``: ``"even"`` (nnU-Net's, the paper's) or ``"monai"`` (MONAI's
-    ``sliding_window_inference``, to reproduce its outputs exactly).
+    ``sliding_window_inference``, to reproduce its outputs exactly). An axis with a window of 1
+    (a 2-D net's z) steps one voxel at a time and is not counted by the rule (module docstring).
     """
     if placement not in PLACEMENTS:
         raise FlareInputError("infer.placement", f"unknown placement {placement!r}", "use even or monai")
@@ -179,11 +187,20 @@ def plan_windows(
         raise FlareInputError(
             "infer params", f"step fractions must be in (0, 1], got step={step}, rule={tuple(rule_fractions)}"
         )
-    fractions = (float(step),) * 3
-    steps = [steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
-    if max_windows > 0 and math.prod(len(s) for s in steps) > max_windows:
-        fractions = tuple(float(f) for f in rule_fractions)  # type: ignore[assignment]
-        steps = [steps_1d(s, w, f) for s, w, f in zip(shape, window, fractions, strict=True)]
+    one_voxel = [w == 1 for w in window]  # one-slice windows: every slice once, outside the rule
+
+    def plan(fracs: Sequence[float]) -> tuple[list[list[int]], tuple[float, ...]]:
+        fracs = tuple(1.0 if one else float(f) for one, f in zip(one_voxel, fracs, strict=True))
+        starts = [
+            list(range(s)) if one else steps_1d(s, w, f)
+            for s, w, f, one in zip(shape, window, fracs, one_voxel, strict=True)
+        ]
+        return starts, fracs
+
+    steps, fractions = plan((float(step),) * 3)
+    counted = math.prod(len(s) for s, one in zip(steps, one_voxel, strict=True) if not one)
+    if max_windows > 0 and counted > max_windows:
+        steps, fractions = plan(rule_fractions)
     return steps, fractions  # type: ignore[return-value]
 
 
@@ -464,6 +481,12 @@ class SlidingWindowPredictor:
         if len(self.window_zyx) != 3 or min(self.window_zyx) < 1:
             raise FlareInputError(
                 "infer.window_zyx", f"need 3 positive sizes (z, y, x), got {list(window_zyx)}"
+            )
+        if getattr(model_or_runtime, "configuration", "3d") == "2d" and self.window_zyx[0] != 1:
+            raise FlareInputError(
+                "infer.window_zyx",
+                f"the network is 2d (one slice at a time) but the window is {list(self.window_zyx)}",
+                f"set infer.window_zyx to [1, {self.window_zyx[1]}, {self.window_zyx[2]}]",
             )
         divisor = getattr(model_or_runtime, "divisor", None)
         if divisor is not None and any(w % d for w, d in zip(self.window_zyx, divisor, strict=True)):

@@ -22,6 +22,11 @@ lower decoder resolutions (paper eq. 2: full, then pool 1, pools 1-2, pools 1-3)
 of its *first* 3x3x3 conv (``stride = pool_zyx[s - 1]``); the transposed conv is bare (no norm or
 activation); ``InstanceNorm3d(affine=True)``.
 
+``configuration="2d"`` (params ``unet.configuration``, :mod:`flarelib.models.configuration`) is
+the same network with in-plane kernels: 1x3x3 convs by default, every pool ``(1, s, s)``, inputs
+of one slice ``(N, C, 1, Y, X)`` (an instance norm then normalises each slice on its own). Its
+modules are the 3-D ones, so checkpoints, the predictor and the exports need no second path.
+
 Parameter counts at the paper's width (channels 32-64-128-256-320-320, the paper's pools, 3x3x3
 kernels, conv bias on, 14 classes, 1 full-resolution + 3 DS heads at 64, 128, 256 channels):
 
@@ -48,6 +53,7 @@ import torch
 from torch import nn
 
 from flarelib.errors import FlareInputError
+from flarelib.models.configuration import check_configuration
 
 Triple = tuple[int, int, int]
 
@@ -180,6 +186,8 @@ class UNet3D(nn.Module):
             (strided first conv of each stage, bare transposed conv, affine norm; 30.78 M). See the
             module docstring.
         generator: optional ``torch.Generator`` for the He initialisation (reproducible weights).
+        configuration: ``"3d"`` (the paper's) or ``"2d"``: default kernels 1x3x3, and every pool
+            and kernel must have z-size 1 (see the module docstring).
 
     Output: in train mode with deep supervision, a list of logits, highest resolution first:
     ``[full, /pool1, /pool1*pool2, ...]`` (``1 + num_ds_heads`` tensors; their per-axis
@@ -204,8 +212,10 @@ class UNet3D(nn.Module):
         negative_slope: float = 0.01,
         block_style: str = "paper",
         generator: torch.Generator | None = None,
+        configuration: str = "3d",
     ):
         super().__init__()
+        check_configuration(configuration)
         channels = tuple(int(c) for c in channels)
         pools = tuple(_triple(p, "pool_zyx entry") for p in pool_zyx)
         n = len(channels)
@@ -233,11 +243,25 @@ class UNet3D(nn.Module):
         if min(n_conv_per_stage, n_conv_per_stage_decoder) < 1:
             raise FlareInputError(where, "n_conv_per_stage and n_conv_per_stage_decoder must be >= 1")
         if kernel_sizes is None:
-            kernels: tuple[Triple, ...] = ((3, 3, 3),) * n
+            kernels: tuple[Triple, ...] = ((3, 3, 3) if configuration == "3d" else (1, 3, 3),) * n
         else:
             kernels = tuple(_triple(k, "kernel_sizes entry") for k in kernel_sizes)
             if len(kernels) != n:
                 raise FlareInputError(where, f"kernel_sizes has {len(kernels)} entries for {n} stages")
+        if configuration == "2d":
+            if any(p[0] != 1 for p in pools):
+                raise FlareInputError(
+                    where,
+                    "configuration 2d needs z-stride 1 in every pool (unet.pool_zyx), "
+                    f"got {[list(p) for p in pools]}",
+                    "use in-plane pools such as (1, 2, 2)",
+                )
+            if any(k[0] != 1 for k in kernels):
+                raise FlareInputError(
+                    where,
+                    f"configuration 2d needs kernels of z-size 1, got {[list(k) for k in kernels]}",
+                    "use in-plane kernels such as (1, 3, 3)",
+                )
 
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -248,6 +272,7 @@ class UNet3D(nn.Module):
         self.num_ds_heads = num_ds_heads if deep_supervision else 0
         self.norm = norm
         self.block_style = block_style
+        self.configuration = configuration
         self.divisor = required_divisor(pools)
 
         paper = block_style == "paper"
@@ -309,6 +334,12 @@ class UNet3D(nn.Module):
                 f"expected shape (N, {self.in_channels}, Z, Y, X), got {tuple(x.shape)}",
             )
         zyx = tuple(x.shape[2:])
+        if self.configuration == "2d" and zyx[0] != 1:
+            raise FlareInputError(
+                "UNet3D input",
+                f"a 2d network takes one slice (N, C, 1, Y, X), got {tuple(x.shape)}",
+                "cut one-slice patches and windows (z = 1)",
+            )
         if any(s % d for s, d in zip(zyx, self.divisor, strict=True)):
             raise FlareInputError(
                 "UNet3D input",
@@ -355,7 +386,8 @@ def unet_from_params(p: Any) -> UNet3D:
     ``deep_supervision``. Optional ones, used when present: ``num_ds_heads`` (default: 3, capped
     at ``len(channels) - 2`` so shallow smoke nets still build), ``kernel_sizes``, ``conv_bias``,
     ``norm``, ``negative_slope``, ``n_conv_per_stage``, ``n_conv_per_stage_decoder``,
-    ``block_style`` (``"paper"`` or ``"nnunet"``; default ``"paper"``).
+    ``block_style`` (``"paper"`` or ``"nnunet"``; default ``"paper"``), ``configuration``
+    (``"3d"`` or ``"2d"``; default ``"3d"``).
     """
     missing = [
         k
@@ -378,6 +410,7 @@ def unet_from_params(p: Any) -> UNet3D:
             "n_conv_per_stage",
             "n_conv_per_stage_decoder",
             "block_style",
+            "configuration",
         )
         if _get(p, k) is not None
     }

@@ -9,6 +9,11 @@ mirroring. Image and label are transformed jointly; labels use nearest-neighbour
 Mirroring the x axis (axis 2; in LPS x runs right -> left of the patient) turns a right organ into a
 left one, so with ``swap_lr_labels`` the paired ids 2<->13 and 7<->8 are swapped
 (:func:`flarelib.labels.lr_swap_lut`); mirroring z or y swaps nothing.
+
+A patch of one slice (``patch_zyx = (1, Y, X)``, the 2d configuration) is transformed in its plane,
+as nnU-Net's 2-D augmentation: no rotation about y or x (which would cut an oblique slice) and no
+elastic displacement along z. Its random numbers are drawn all the same, so the stream of draws has
+one layout for every patch size.
 """
 
 from __future__ import annotations
@@ -135,6 +140,7 @@ def extract_patch(
     Without a drawn transform this is an integer crop. Returns float32 image and uint8 label (or None).
     """
     patch = tuple(int(p) for p in patch_zyx)
+    one_slice = patch[0] == 1  # 2d: in-plane transforms only (module docstring)
     center = np.asarray(center_zyx, dtype=np.float64)
     do_rot = rng.uniform() < cfg.p_rotation
     do_scale = rng.uniform() < cfg.p_scale
@@ -149,9 +155,10 @@ def extract_patch(
     if do_rot:
         a_in = math.radians(cfg.rotation_inplane_deg)
         a_out = math.radians(cfg.rotation_outplane_deg)
-        matrix = _rotation_zyx(
-            rng.uniform(-a_in, a_in), rng.uniform(-a_out, a_out), rng.uniform(-a_out, a_out)
-        )
+        angles = [rng.uniform(-a_in, a_in), rng.uniform(-a_out, a_out), rng.uniform(-a_out, a_out)]
+        if one_slice:
+            angles[1] = angles[2] = 0.0
+        matrix = _rotation_zyx(*angles)
     if do_scale:
         matrix = matrix * rng.uniform(*cfg.scale_range)
     spacing = np.asarray(spacing_zyx, dtype=np.float64)
@@ -161,7 +168,10 @@ def extract_patch(
     offsets = np.stack(grids).reshape(3, -1)
     coords = (full @ offsets).reshape(3, *patch)
     if do_elastic:
-        coords += _elastic_field(patch, cfg, rng)
+        field = _elastic_field(patch, cfg, rng)
+        if one_slice:
+            field[0] = 0.0
+        coords += field
     coords += center.astype(np.float32)[:, None, None, None]
 
     # Interpolate from a sub-block around the coordinates (the spline prefilter then stays local).

@@ -32,12 +32,13 @@ def load_translator(
     expect_hash: str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The CT -> MR generator ``g_ab`` of a CycleGAN checkpoint (the loop's ``checkpoint.pt``), built
-    from ``params.cyclegan`` and put in eval mode on ``device``, and the checkpoint's record
-    (``path``, ``iteration``, ``params_hash``).
+    from ``params.cyclegan`` (2-D when ``unet.configuration`` is 2d) and put in eval mode on
+    ``device``, and the checkpoint's record (``path``, ``iteration``, ``params_hash``).
 
     ``expect_hash``: the training hash of the CycleGAN these params describe; a checkpoint trained
     with other params (another schedule, say) is used, with a warning that says so.
     """
+    from flarelib.models.configuration import configuration_of
     from flarelib.models.cyclegan import generator_from_params
     from flarelib.train.checkpoint import load_checkpoint
 
@@ -56,7 +57,7 @@ def load_translator(
             f"not a CycleGAN checkpoint (it holds {sorted(modules) or 'no networks'})",
             "pass the checkpoint.pt of the cyclegan stage",
         )
-    generator = generator_from_params(params.cyclegan)
+    generator = generator_from_params(params.cyclegan, configuration=configuration_of(params))
     try:
         generator.load_state_dict(modules["g_ab"])
     except RuntimeError as exc:
@@ -88,7 +89,8 @@ def translate_to_fake_mr(
 
     ``ct_volumes`` are what :func:`flarelib.train.stages.load_train_volume` gives with
     ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
-    mask, and the name ``<name>_fake``.
+    mask, and the name ``<name>_fake`` (modality ``"MR"``). A 2-D generator translates with one-slice
+    tiles (``patch_zyx = (1, Y, X)``): every slice once.
     """
     from tqdm.auto import tqdm
 
@@ -109,6 +111,7 @@ def translate_to_fake_mr(
                 vol.annotated,
                 name=f"{vol.name}_fake",
                 spacing_zyx=vol.spacing_zyx,
+                modality="MR",
             )
         )
     return out

@@ -4,6 +4,9 @@ Arrays are ``(z, y, x)``. Every batch is a pure function of ``(seed, rank, batch
 random numbers come from ``np.random.default_rng([seed, rank, index])``. So a resumed run sees the
 same batches as an uninterrupted one, whatever the number of loader workers, and DDP ranks draw
 different patches (seeds sharded by rank).
+
+Patches of one slice (``patch_zyx = (1, Y, X)``, the 2d configuration) take the same paths: a
+foreground-oversampled patch is the slice through the chosen organ voxel, a random one any slice.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from flarelib.labels import NUM_CLASSES
 from flarelib.train.augment import AugmentConfig, augment_sample, extract_patch
+from flarelib.train.intensity_aug import IntensityAug
 
 #: Voxel positions kept per class for foreground sampling (as nnU-Net).
 MAX_LOCATIONS_PER_CLASS = 10000
@@ -29,7 +33,8 @@ class TrainVolume:
     ``image``: float32 (z, y, x), already normalised (z-score for segmentation; 0..255 for the
     CycleGAN). ``label``: uint8 (z, y, x) FLARE ids 0..13, or None (unlabelled). ``annotated``: bool
     (14,), True where the class is supervised (background True; from ``LabelMap.annotated_mask()``).
-    ``spacing_zyx`` (mm) makes rotations physical; (1, 1, 1) when unknown.
+    ``spacing_zyx`` (mm) makes rotations physical; (1, 1, 1) when unknown. ``modality``: ``"CT"``,
+    ``"MR"`` or None (unknown); ``train.intensity_aug`` remaps labelled CT patches only.
     """
 
     image: np.ndarray
@@ -37,6 +42,7 @@ class TrainVolume:
     annotated: np.ndarray | None = None
     name: str = ""
     spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    modality: str | None = None
 
     def __post_init__(self) -> None:
         self.image = np.asarray(self.image, dtype=np.float32)
@@ -112,6 +118,11 @@ class PatchSampler:
     A volume is picked uniformly. With probability ``foreground_oversample`` (and when the volume has
     annotated foreground) the patch is centred on a random voxel of a class chosen uniformly among the
     classes present in that volume; otherwise the patch is placed uniformly at random.
+
+    ``intensity_aug`` (:mod:`flarelib.train.intensity_aug`): remaps the image of every patch of a CT
+    volume (``modality == "CT"``), after the augmentation, with parameters drawn from
+    ``intensity_rng`` (default: the sample's Generator); the label is unchanged. Other volumes draw
+    nothing.
     """
 
     def __init__(
@@ -121,6 +132,7 @@ class PatchSampler:
         *,
         foreground_oversample: float = 0.33,
         augment: AugmentConfig | None = None,
+        intensity_aug: IntensityAug | None = None,
     ):
         if not volumes:
             raise ValueError("PatchSampler needs at least one volume")
@@ -128,6 +140,7 @@ class PatchSampler:
         self.patch = tuple(int(p) for p in patch_zyx)
         self.foreground_oversample = float(foreground_oversample)
         self.augment = augment if augment is not None else AugmentConfig()
+        self.intensity_aug = intensity_aug
         for v in self.volumes:  # precompute so forked loader workers share it
             v.class_locations()
 
@@ -140,7 +153,9 @@ class PatchSampler:
             return clamp_center(voxel.astype(np.float64), vol.shape, self.patch)
         return random_center(vol.shape, self.patch, rng)
 
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def sample(
+        self, rng: np.random.Generator, intensity_rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """One sample: image float32 (z, y, x), label uint8 or None, annotated bool (14,)."""
         vol = self.volumes[int(rng.integers(len(self.volumes)))]
         force = rng.uniform() < self.foreground_oversample
@@ -155,12 +170,19 @@ class PatchSampler:
             spacing_zyx=vol.spacing_zyx,
             pad_value=vol.pad_value,
         )
+        if self.intensity_aug is not None and vol.modality == "CT":
+            params = self.intensity_aug.draw_params(intensity_rng if intensity_rng is not None else rng)
+            img = self.intensity_aug.apply(img, params)
         return img, lab, vol.annotated
 
 
-def batch_rng(seed: int, rank: int, index: int) -> np.random.Generator:
-    """The Generator of batch ``index`` on ``rank`` (independent streams via SeedSequence)."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(rank), int(index)])
+def batch_rng(seed: int, rank: int, index: int, stream: int = 0) -> np.random.Generator:
+    """The Generator of batch ``index`` on ``rank`` (independent streams via SeedSequence).
+
+    ``stream > 0`` gives further independent Generators of the same batch (1: the intensity
+    randomisation, so that switching it on changes the images and not which patches are cut)."""
+    key = [int(seed) & 0xFFFFFFFF, int(rank), int(index)]
+    return np.random.default_rng([*key, int(stream)] if stream else key)
 
 
 class BatchSource(Protocol):
@@ -174,7 +196,9 @@ class SegmentationBatches:
 
     Keys: ``image_l`` (Bl, 1, z, y, x) float32, ``label_l`` (Bl, z, y, x) uint8, ``annotated_l``
     (Bl, 14) bool, and, when ``unlabeled`` volumes and ``batch_unlabeled > 0`` are given,
-    ``image_u`` (Bu, 1, z, y, x).
+    ``image_u`` (Bu, 1, z, y, x). ``intensity_aug`` applies to the labelled CT patches only
+    (:class:`PatchSampler`), drawing from the batch's stream 1 (:func:`batch_rng`): the patches
+    are those of a run without it, only their images are remapped.
     """
 
     def __init__(
@@ -189,12 +213,17 @@ class SegmentationBatches:
         augment: AugmentConfig | None = None,
         seed: int = 0,
         rank: int = 0,
+        intensity_aug: IntensityAug | None = None,
     ):
         missing = [v.name for v in labeled if v.label is None]
         if missing:
             raise ValueError(f"labelled volumes without a label: {missing[:5]}")
         self.labeled = PatchSampler(
-            labeled, patch_zyx, foreground_oversample=foreground_oversample, augment=augment
+            labeled,
+            patch_zyx,
+            foreground_oversample=foreground_oversample,
+            augment=augment,
+            intensity_aug=intensity_aug,
         )
         self.unlabeled = None
         if unlabeled and batch_unlabeled > 0:
@@ -205,9 +234,10 @@ class SegmentationBatches:
 
     def __call__(self, index: int) -> dict[str, torch.Tensor]:
         rng = batch_rng(self.seed, self.rank, index)
+        irng = batch_rng(self.seed, self.rank, index, stream=1) if self.labeled.intensity_aug else None
         imgs, labs, anns = [], [], []
         for _ in range(self.batch_labeled):
-            img, lab, ann = self.labeled.sample(rng)
+            img, lab, ann = self.labeled.sample(rng, irng)
             imgs.append(img)
             labs.append(lab)
             anns.append(ann)

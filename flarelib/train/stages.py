@@ -28,6 +28,7 @@ The output folder gets ``checkpoint.pt`` (resumed automatically; ``--restart`` s
 from __future__ import annotations
 
 import dataclasses
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +46,7 @@ from flarelib.datasets import ensure_data
 from flarelib.errors import FlareInputError
 from flarelib.infer.sliding import SlidingWindowPredictor
 from flarelib.io import Volume
+from flarelib.models.configuration import check_params
 from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
 from flarelib.models.unet import required_divisor, unet_from_params
 from flarelib.paths import stage_dir
@@ -55,6 +57,7 @@ from flarelib.repro import save_run_record
 from flarelib.train.augment import AugmentConfig
 from flarelib.train.cyclegan import CycleGAN
 from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.intensity_aug import make_intensity_aug
 from flarelib.train.loop import (
     DistInfo,
     LoopConfig,
@@ -104,9 +107,17 @@ def stage_seed(master_seed: int, stage: str) -> int:
     return int(ss.generate_state(1)[0])
 
 
+#: Params added after checkpoints were first written, with the value that reproduces the older
+#: training: at that value they are left out of the hash, so those checkpoints still resume.
+_HASH_NEUTRAL = {("unet", "configuration"): "3d", ("train", "intensity_aug"): "none"}
+
+
 def training_hash(params: Params, stage: str) -> str:
     """Hash of everything that determines what a stage trains (not logging/worker settings)."""
     d = params_to_dict(params)
+    for (section, key), neutral in _HASH_NEUTRAL.items():
+        if d[section].get(key) == neutral:
+            del d[section][key]
     train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
     keep = {
         "seed": d["run"]["seed"],
@@ -116,6 +127,8 @@ def training_hash(params: Params, stage: str) -> str:
     }
     if stage == "cyclegan":
         keep["cyclegan"] = d["cyclegan"]
+        if "configuration" in d["unet"]:  # the run's 3d/2d switch builds the CycleGAN too
+            keep["configuration"] = d["unet"]["configuration"]
     else:
         keep.update(unet=d["unet"], train=train)
     if stage == FAKE_MR_STAGE:  # its labelled data is what the CycleGAN makes
@@ -155,7 +168,12 @@ def load_train_volume(
     if prep.label is not None and case.label_map is not None:
         annotated = case.label_map.annotated_mask()
     return TrainVolume(
-        prep.image, prep.label, annotated, name=str(case.case_id), spacing_zyx=tuple(spacing_zyx)
+        prep.image,
+        prep.label,
+        annotated,
+        name=str(case.case_id),
+        spacing_zyx=tuple(spacing_zyx),
+        modality=case.modality,
     )
 
 
@@ -258,8 +276,13 @@ def train_segmentation(
     dist_info: DistInfo | None = None,
 ) -> LoopResult:
     """Train a Mean Teacher (or supervised, ``train.mode``) U-Net on the given volumes; returns the
-    :class:`~flarelib.train.loop.LoopResult`."""
+    :class:`~flarelib.train.loop.LoopResult`.
+
+    ``unet.configuration`` 2d trains on one-slice patches (``train.patch_zyx`` z = 1, validated
+    with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes whose
+    ``modality`` is ``"CT"``."""
     t = params.train
+    check_params(params, ("unet", "train", "infer"))
     div = required_divisor(params.unet.pool_zyx)
     if any(p % d for p, d in zip(t.patch_zyx, div, strict=True)):
         raise FlareInputError(
@@ -278,6 +301,13 @@ def train_segmentation(
     torch.manual_seed(seed)
     student = unet_from_params(params.unet)
     system = MeanTeacher(student, params=t, seed=seed, eval_weights=params.infer.weights)
+    intensity_aug = make_intensity_aug(t.intensity_aug, t.patch_zyx)
+    if intensity_aug is not None and not any(v.modality == "CT" for v in labeled):
+        warnings.warn(
+            f"train.intensity_aug: {t.intensity_aug} remaps labelled CT only, and none of the "
+            f"{len(labeled)} labelled volumes is CT (TrainVolume.modality): it changes nothing here",
+            stacklevel=2,
+        )
     batches = SegmentationBatches(
         labeled,
         unlabeled if t.mode == "mean_teacher" else None,
@@ -288,6 +318,7 @@ def train_segmentation(
         augment=augment_config(t),
         seed=seed,
         rank=info.rank,
+        intensity_aug=intensity_aug,
     )
     cfg = _loop_config(
         params,
@@ -314,36 +345,40 @@ def train_cyclegan(
     progress: bool = True,
     dist_info: DistInfo | None = None,
 ) -> LoopResult:
-    """Train the CycleGAN (A -> B) on 0..255 volumes; returns the LoopResult."""
+    """Train the CycleGAN (A -> B) on 0..255 volumes; returns the LoopResult. Its networks are 2-D
+    (in-plane kernels, one-slice ``cyclegan.patch_zyx``) when ``unet.configuration`` is 2d."""
     c = params.cyclegan
+    conf = check_params(params, ("cyclegan",))
+    # the axes the networks downsample: all three in 3d, y and x in 2d (z is one slice)
+    axes = c.patch_zyx if conf == "3d" else c.patch_zyx[1:]
     if not domain_a or not domain_b:
         raise FlareInputError(
             "data.subsets",
             f"CycleGAN needs volumes in both domains (A: {len(domain_a)}, B: {len(domain_b)})",
             "check the CT subsets and cyclegan.target_sequence",
         )
-    if any(p % 4 for p in c.patch_zyx):
+    if any(p % 4 for p in axes):
         raise FlareInputError(
             "cyclegan.patch_zyx",
-            f"{list(c.patch_zyx)} must be multiples of 4",
+            f"{list(c.patch_zyx)} must be multiples of 4" + (" in y and x" if conf == "2d" else ""),
             "use multiples of 4 (two stride-2 downsamplings)",
         )
     min_d = 3 * 2**c.n_layers
-    if min(c.patch_zyx) < min_d:
+    if min(axes) < min_d:
         raise FlareInputError(
             "cyclegan.patch_zyx",
             f"{list(c.patch_zyx)} is too small for a discriminator with "
-            f"n_layers={c.n_layers} (every axis needs >= {min_d})",
+            f"n_layers={c.n_layers} ({'every axis needs' if conf == '3d' else 'y and x need'} >= {min_d})",
             "enlarge the patch or lower cyclegan.n_layers",
         )
     info = dist_info or setup_distributed(device)
     seed = stage_seed(params.run.seed, stage)
     gen = torch.Generator().manual_seed(seed)
     system = CycleGAN(
-        generator_from_params(c, gen),
-        generator_from_params(c, gen),
-        discriminator_from_params(c, gen),
-        discriminator_from_params(c, gen),
+        generator_from_params(c, gen, conf),
+        generator_from_params(c, gen, conf),
+        discriminator_from_params(c, gen, conf),
+        discriminator_from_params(c, gen, conf),
         c,
         seed=seed,
     )
@@ -463,11 +498,11 @@ def _aligned_domains(
     aligned = align_domains(cts, mrs, levels=r.levels, sampling=r.sampling_fraction, seed=r.seed)
     sp = tuple(spacing)
     a = [
-        TrainVolume(v.array, None, None, name=c[0], spacing_zyx=sp)
+        TrainVolume(v.array, None, None, name=c[0], spacing_zyx=sp, modality="CT")
         for c, v in zip(cts, aligned.ct, strict=True)
     ]
     b = [
-        TrainVolume(v.array, None, None, name=m[0], spacing_zyx=sp)
+        TrainVolume(v.array, None, None, name=m[0], spacing_zyx=sp, modality="MR")
         for m, v in zip(mrs, aligned.mr, strict=True)
     ]
     record = {"reference_ct": aligned.reference_ct, "reference_mr": aligned.reference_mr, **aligned.record}

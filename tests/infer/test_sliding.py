@@ -253,6 +253,92 @@ def test_window_must_fit_the_network():
         SlidingWindowPredictor(tiny_unet(), 3, (10, 48, 48))
 
 
+# --------------------------------------------------------------------------------------------------
+# One-slice windows (the 2d configuration)
+# --------------------------------------------------------------------------------------------------
+
+TINY_2D = {
+    "channels": (4, 8, 16),
+    "pool_zyx": ((1, 2, 2), (1, 2, 2)),
+    "num_ds_heads": 1,
+    "configuration": "2d",
+}
+
+
+class SliceIndexEcho(nn.Module):
+    """Returns its input as every channel's logits: on a volume whose slice z holds the value z, the
+    predictor's logits are the slice index wherever a window covered it (0/0 = NaN where none did)."""
+
+    configuration = "2d"
+
+    def __init__(self):
+        super().__init__()
+        self.windows: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[2] == 1
+        self.windows.append(int(x[0, 0, 0, 0, 0]))
+        return x.repeat(1, 2, 1, 1, 1)
+
+
+@pytest.mark.parametrize("placement", ["even", "monai"])
+@pytest.mark.parametrize("rule", [(1.0, 1.0, 0.5), (0.5, 0.5, 0.5)])
+def test_one_slice_windows_step_one_slice_and_stay_outside_the_rule(placement, rule):
+    shape = (7, 40, 40)
+    steps, fractions = plan_windows(shape, (1, 32, 32), 0.5, 20, rule, placement)
+    assert steps[0] == list(range(7))  # every slice once, with fraction 0.5 too
+    assert fractions[0] == 1.0
+    # 7 slices x 2 x 2 in-plane windows = 28 > 20, but the rule counts one slice's 4: not applied
+    assert fractions[1:] == (0.5, 0.5) and len(steps[1]) == len(steps[2]) == 2
+    # more than 20 windows in one slice: the rule applies in-plane, z still steps one slice
+    steps, fractions = plan_windows((7, 200, 200), (1, 32, 32), 0.5, 20, rule, placement)
+    assert steps[0] == list(range(7)) and fractions == (1.0, *rule[1:])
+
+
+def test_2d_predictor_covers_every_slice_once():
+    shape = (9, 20, 24)
+    image = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], shape).copy()
+    net = SliceIndexEcho()
+    swp = SlidingWindowPredictor(net, 2, (1, 16, 16), mirror_axes=(), max_windows=20)
+    logits = swp.predict_logits(image)
+    np.testing.assert_allclose(logits[0], image, rtol=0, atol=1e-5)
+    assert swp.last_step_fractions == (1.0, 0.5, 0.5)
+    assert sorted(set(net.windows)) == list(range(9))
+    assert swp.last_num_windows == 9 * 2 * 2  # 2 x 2 in-plane windows per slice
+
+
+def test_2d_unet_predictor_equals_the_net_slice_by_slice():
+    net = UNet3D(num_classes=3, generator=torch.Generator().manual_seed(0), **TINY_2D).eval()
+    image = np.random.default_rng(3).normal(size=(5, 16, 24)).astype(np.float32)
+    swp = SlidingWindowPredictor(net, 3, (1, 16, 24), mirror_axes=(), windows_per_batch=2)
+    logits = swp.predict_logits(image)
+    with torch.no_grad():
+        ref = torch.cat([net(torch.from_numpy(image[z : z + 1])[None, None]) for z in range(5)], dim=2)[0]
+    np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-5, atol=1e-5)
+    assert swp.last_num_windows == 5 and swp.last_forward_passes == 3  # 2 + 2 + 1 slices per pass
+
+
+def test_2d_net_refuses_a_multi_slice_window():
+    net = UNet3D(num_classes=3, **TINY_2D)
+    with pytest.raises(
+        FlareInputError, match=r"infer\.window_zyx: .*2d.*Fix: set infer\.window_zyx to \[1, 16, 16\]"
+    ):
+        SlidingWindowPredictor(net, 3, (4, 16, 16))
+
+
+def test_2d_unet_exports_like_the_3d_one(tmp_path):
+    if not runtime_available("onnxruntime"):
+        pytest.skip("onnxruntime is not installed (pip install 'flarelib[cpu-runtime]')")
+    pytest.importorskip("onnx", reason="torch's ONNX exporter needs the 'onnx' package")
+    net = UNet3D(num_classes=3, generator=torch.Generator().manual_seed(0), **TINY_2D).eval()
+    path = export_onnx(net, (1, 16, 16), tmp_path / "tiny2d.onnx")
+    image = np.random.default_rng(5).normal(size=(4, 24, 16)).astype(np.float32)
+    kw = {"mirror_axes": (2,), "windows_per_batch": 3}
+    ref = SlidingWindowPredictor(net, 3, (1, 16, 16), **kw).predict_logits(image)
+    out = SlidingWindowPredictor(OnnxRuntimeBackend(path), 3, (1, 16, 16), **kw).predict_logits(image)
+    assert np.abs(out - ref).max() < 1e-4
+
+
 def _monai_reference(monai_utils, net, image, window, batch):
     """MONAI's ``sliding_window_inference`` (overlap 0.5, given our Gaussian map) on a (z, y, x) array."""
     with torch.no_grad():

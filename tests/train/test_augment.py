@@ -144,3 +144,25 @@ def test_rotation_moves_content_but_keeps_label_set():
     )
     assert not np.array_equal(out, ref)
     assert set(np.unique(out).tolist()) <= set(np.unique(lab).tolist())
+
+
+def test_one_slice_patches_are_transformed_in_plane():
+    """2d: rotation, scaling and elastic deformation never sample another slice (each slice of the
+    volume holds its index, so any out-of-plane sampling would show up as a non-integer value)."""
+    shape = (12, 64, 64)
+    image = np.broadcast_to(np.arange(12, dtype=np.float32)[:, None, None], shape).copy()
+    label = np.broadcast_to(np.arange(12, dtype=np.uint8)[:, None, None], shape).copy()
+    cfg = dataclasses.replace(
+        AugmentConfig.none(), p_rotation=1.0, p_scale=1.0, p_elastic=1.0, rotation_outplane_deg=30.0
+    )
+    cfg = dataclasses.replace(cfg, elastic_max_displacement=6.0)
+    rng = np.random.default_rng(0)
+    for z in (3, 6, 8):
+        img, lab = extract_patch(image, label, (z, 31.5, 31.5), (1, 24, 24), rng, cfg, pad_value=-1.0)
+        inside = img != -1.0
+        assert inside.mean() > 0.5
+        np.testing.assert_allclose(img[inside], z, atol=1e-4)
+        assert set(np.unique(lab[inside])) == {z}
+    # the same config on a 3-D patch does sample other slices (the test would see it)
+    img, _ = extract_patch(image, None, (6, 31.5, 31.5), (4, 24, 24), rng, cfg, pad_value=-1.0)
+    assert np.abs(img[img != -1.0] - np.round(img[img != -1.0])).max() > 1e-3

@@ -61,3 +61,38 @@ def test_background_loader_gives_the_same_batches_as_inline(make_volume):
     assert len(inline) == len(bg) == 3
     for x, y in zip(inline, bg, strict=True):
         assert torch.equal(x["image_l"], y["image_l"]) and torch.equal(x["label_l"], y["label_l"])
+
+
+def test_one_slice_patches_oversample_a_slice_through_the_organ():
+    """2d configuration: a (1, Y, X) patch centred on a foreground voxel is the slice through it."""
+    lab = np.zeros((20, 64, 64), np.uint8)
+    lab[3:5, 10:30, 10:30] = 1  # a thin organ: 2 of 20 slices
+    lab[15, 50:54, 50:54] = 9
+    img = np.broadcast_to(np.arange(20, dtype=np.float32)[:, None, None], lab.shape).copy()
+    vol = TrainVolume(img, lab, name="v")
+    sampler = PatchSampler([vol], (1, 32, 32), foreground_oversample=1.0, augment=AugmentConfig.none())
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        patch, plab, _ = sampler.sample(rng)
+        assert patch.shape == plab.shape == (1, 32, 32)
+        assert (plab > 0).any()  # always a slice through an organ
+        z = int(patch[0, 0, 0])  # the image holds the slice index
+        assert (patch == z).all() and z in (3, 4, 15)
+        seen.add(z)
+    assert seen == {3, 4, 15}
+    random = PatchSampler([vol], (1, 32, 32), foreground_oversample=0.0, augment=AugmentConfig.none())
+    assert len({int(random.sample(rng)[0][0, 0, 0]) for _ in range(200)}) == 20  # any slice
+
+
+def test_one_slice_batches_of_8_plus_8(make_volume):
+    src = SegmentationBatches(
+        [make_volume(0)], [make_volume(2, labeled=False)], (1, 32, 32), batch_labeled=8, batch_unlabeled=8
+    )
+    b = src(0)
+    assert b["image_l"].shape == b["image_u"].shape == (8, 1, 1, 32, 32) and b["label_l"].shape == (
+        8,
+        1,
+        32,
+        32,
+    )
