@@ -84,7 +84,11 @@ generator, gan_record = load_translator(out / "cyclegan" / "checkpoint.pt", para
 spacing = params.preprocess.target_spacing_zyx
 ct_example = load_train_volume(ct_cases[0], spacing, "ct255", params.preprocess)
 (fake_example,) = translate_to_fake_mr(
-    generator, [ct_example], params.cyclegan.patch_zyx, overlap=params.cyclegan.translate_overlap
+    generator,
+    [ct_example],
+    params.cyclegan.patch_zyx,
+    overlap=params.cyclegan.translate_overlap,
+    blend=params.cyclegan.translate_blend,
 )
 real_example = load_train_volume(mr_cases[0], spacing, "mr255", params.preprocess)
 rows = [

@@ -82,6 +82,7 @@ def translate_to_fake_mr(
     patch_zyx: Sequence[int],
     *,
     overlap: float = 0.5,
+    blend: str = "gaussian",
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> list[TrainVolume]:
@@ -103,7 +104,7 @@ def translate_to_fake_mr(
             raise FlareInputError(
                 vol.name, "this CT volume has no label to carry over", "translate labelled CT only"
             )
-        fake = translate_volume(generator, vol.image, patch_zyx, overlap, device=device)
+        fake = translate_volume(generator, vol.image, patch_zyx, overlap, blend=blend, device=device)
         out.append(
             TrainVolume(
                 zscore(fake).astype(np.float32),

@@ -519,6 +519,12 @@ def _fake_mr(
     ct = _load_all(cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show)
     c = params.cyclegan
     fake = translate_to_fake_mr(
-        generator, ct, c.patch_zyx, overlap=c.translate_overlap, device=device, progress=show
+        generator,
+        ct,
+        c.patch_zyx,
+        overlap=c.translate_overlap,
+        blend=c.translate_blend,
+        device=device,
+        progress=show,
     )
     return fake, record
