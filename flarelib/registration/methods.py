@@ -1,20 +1,5 @@
-"""Translation and rigid registration with SimpleITK (by masks, labels or intensities).
-
-Transform convention (SimpleITK's): a registration of ``moving`` onto ``fixed`` returns a transform
-``T`` that maps a FIXED-space world point (LPS mm) to the MOVING-space point that corresponds to it.
-Resampling ``moving`` through ``T`` onto ``fixed``'s grid (:func:`apply_transform`) therefore
-brings it into the fixed space. For an ``Euler3DTransform`` ``T(p) = R (p - c) + c + t`` with centre
-``c`` (a fixed parameter), rotation ``R`` (angles about x, y, z in radians) and translation ``t``.
-
-Reproducibility: metric sampling is random with a fixed seed
-(``SetMetricSamplingPercentage(fraction, seed)``), and the registration runs single-threaded by
-default (``threads=1``): with several threads the per-thread sums are combined in a
-platform-dependent way and the last digits can differ between machines.
-
-Measured on this kind of machine (DESIGN.md): Euler3D + MeanSquares on 20 % samples, 3 levels,
-about 10 s for 60x200x200 masks; use ``SetOptimizerScalesFromPhysicalShift`` (hand-set scales
-diverged).
-"""
+"""Translation and rigid registration with SimpleITK (by masks, labels or intensities); the
+transform convention and reproducibility notes are :mod:`flarelib.registration`'s."""
 
 from __future__ import annotations
 

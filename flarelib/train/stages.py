@@ -50,7 +50,7 @@ from flarelib.models.configuration import check_params
 from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
 from flarelib.models.unet import required_divisor, unet_from_params
 from flarelib.paths import stage_dir
-from flarelib.preprocess import prepare_case
+from flarelib.preprocess import PreparedCase, prepare_case
 from flarelib.preprocess.prepare import Intensity
 from flarelib.registration.translation_data import align_domains
 from flarelib.repro import save_run_record
@@ -78,6 +78,7 @@ __all__ = [
     "VALIDATION_ROLES",
     "augment_config",
     "load_train_volume",
+    "prepare_layout_case",
     "run_stage",
     "segmentation_validator",
     "stage_seed",
@@ -141,6 +142,25 @@ def training_hash(params: Params, stage: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def prepare_layout_case(
+    case: Case,
+    spacing_zyx: Sequence[float],
+    intensity: Intensity = "zscore",
+    preprocess: PreprocessParams | None = None,
+) -> PreparedCase:
+    """Read a layout case and prepare it (:func:`flarelib.preprocess.prepare_case`), keeping the
+    geometry of the training grid."""
+    image, label = load_case(case)
+    return prepare_case(
+        image,
+        label,
+        spacing_zyx=spacing_zyx,
+        intensity=intensity,
+        modality=case.modality,
+        preprocess=preprocess,
+    )
+
+
 def load_train_volume(
     case: Case,
     spacing_zyx: Sequence[float],
@@ -155,15 +175,7 @@ def load_train_volume(
     ``preprocess`` section's window or 40/400), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
     ``preprocess`` params section).
     """
-    image, label = load_case(case)
-    prep = prepare_case(
-        image,
-        label,
-        spacing_zyx=spacing_zyx,
-        intensity=intensity,
-        modality=case.modality,
-        preprocess=preprocess,
-    )
+    prep = prepare_layout_case(case, spacing_zyx, intensity, preprocess)
     annotated = None
     if prep.label is not None and case.label_map is not None:
         annotated = case.label_map.annotated_mask()
@@ -480,15 +492,7 @@ def _aligned_domains(
     spacing = params.preprocess.target_spacing_zyx
 
     def prepared(case: Case, intensity: Intensity) -> tuple[Volume, Volume | None]:
-        image, label = load_case(case)
-        prep = prepare_case(
-            image,
-            label,
-            spacing_zyx=spacing,
-            intensity=intensity,
-            modality=case.modality,
-            preprocess=params.preprocess,
-        )
+        prep = prepare_layout_case(case, spacing, intensity, params.preprocess)
         lab = None if prep.label is None else prep.grid.with_array(prep.label)
         return prep.grid.with_array(prep.image), lab
 
