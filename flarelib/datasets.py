@@ -12,8 +12,10 @@ builds on :mod:`flarelib.data` (layouts, manifests): inside, the two packages im
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+from flarelib.config import Params
 from flarelib.data.phantom.marker import MARKER, marker_key, phantom_key, write_marker
 from flarelib.errors import FlareInputError
 from flarelib.paths import data_root
@@ -21,7 +23,7 @@ from flarelib.paths import data_root
 __all__ = ["MARKER", "ensure_data", "phantom_key", "write_marker"]
 
 
-def ensure_data(params, *, log=print) -> Path:
+def ensure_data(params: Params, *, log: Callable[[str], object] = print) -> Path:
     """The data root, generating the phantom first when the track is ``phantom`` and it is stale."""
     root = data_root(params)
     if params.data.track != "phantom":

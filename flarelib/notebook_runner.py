@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flarelib.config import compose_params, dump_params, params_hash
+from flarelib.config import Params, compose_params, dump_params, params_hash
 from flarelib.errors import FlareInputError
 from flarelib.paths import atomic_write_text, project_root, stage_dir
 from flarelib.repro import save_run_record
@@ -60,7 +60,7 @@ def find_notebook(stage: str) -> Path:
     raise FlareInputError(stage, "no such stage notebook", f"use one of: {names}")
 
 
-def run_id_for(params) -> str:
+def run_id_for(params: Params) -> str:
     """Run folder name: the run's name, suffixed with the data track unless it is the phantom."""
     track = params.data.track
     return params.run.name if track == "phantom" else f"{params.run.name}_{track}"

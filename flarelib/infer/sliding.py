@@ -70,6 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from flarelib.config import InferParams
 from flarelib.errors import FlareInputError
 from flarelib.labels import LR_PAIRS
 
@@ -532,7 +533,7 @@ class SlidingWindowPredictor:
     def from_params(
         cls,
         model_or_runtime: nn.Module | WindowRuntime,
-        infer: Any,
+        infer: InferParams,
         num_classes: int,
         device: torch.device | str = "cpu",
         progress: bool = False,
@@ -552,10 +553,10 @@ class SlidingWindowPredictor:
             windows_per_batch=infer.windows_per_batch,
             device=device,
             half_precision=infer.half_precision,
-            pad_value=getattr(infer, "pad_value", 0.0),
+            pad_value=infer.pad_value,
             progress=progress,
             lr_pairs=LR_PAIRS if swap_lr_labels else (),
-            placement=getattr(infer, "placement", "even"),
+            placement=infer.placement,
         )
 
     # --- helpers ---------------------------------------------------------------------------------

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from flarelib.config import Params
 from flarelib.errors import FlareInputError
 from flarelib.train.sampling import TrainVolume
 
 
 def load_translator(
     checkpoint: str | Path,
-    params: Any,
+    params: Params,
     device: str | torch.device = "cpu",
     *,
     expect_hash: str | None = None,
