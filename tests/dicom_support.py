@@ -18,7 +18,7 @@ def write_dicom_series(
     array_zyx: np.ndarray,
     spacing_zyx=(3.0, 1.5, 1.25),
     origin_xyz=(-20.0, 10.0, 5.0),
-    direction=np.eye(3),
+    direction=None,
     series_uid: str | None = None,
     description: str = "test series",
     prefix: str = "slice",
@@ -30,8 +30,8 @@ def write_dicom_series(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    direction = np.asarray(direction, dtype=np.float64).reshape(3, 3)
-    series_uid = series_uid or f"{UID_ROOT}.{int(time.time() * 1000) % 10**9}.{np.random.randint(10**6)}"
+    direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    series_uid = series_uid or f"{UID_ROOT}.{time.time_ns() % 10**12}"
     vol = sitk.GetImageFromArray(np.asarray(array_zyx, dtype=np.int16))
     vol.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
     vol.SetOrigin(tuple(float(o) for o in origin_xyz))

@@ -3,9 +3,9 @@ the fix, without a traceback, and leave every input byte for byte as it was.
 
 Every entry writes its own small files into a fresh folder, runs ``flarelib`` in this process
 (:func:`flarelib.cli.main`), and checks: a non-zero exit status; exactly one message line besides
-progress bars (for ``check-data``: exactly one problem line) holding the path of the file it is about, ``Fix:`` and
-the entry's keyword; no ``Traceback``; the SHA-256 of every file that was there before unchanged;
-no temporary file of ours (``*.flarelib-tmp-*``) left behind.
+progress bars (for ``check-data``: exactly one problem line) holding the path of the file it is
+about, ``Fix:`` and the entry's keyword; no ``Traceback``; the SHA-256 of every file that was there
+before unchanged; no temporary file of ours (``*.flarelib-tmp-*``) left behind.
 
 docs/bad_inputs.md is generated from this catalogue and checked against it
 (:func:`test_docs_table_matches_the_catalogue`); after changing a message, regenerate it with::
@@ -47,7 +47,7 @@ PROGRESS = re.compile(r"^\w[\w -]*: +\d+%\|")
 def image_array(shape=(6, 16, 16), seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     arr = rng.normal(20.0, 3.0, shape)
-    z, y, x = np.indices(shape)
+    _, y, x = np.indices(shape)
     arr[(y - shape[1] / 2) ** 2 + (x - shape[2] / 2) ** 2 < (shape[1] / 4) ** 2] += 60.0
     return arr.astype(np.float32)
 
@@ -77,16 +77,12 @@ def set_pixdim(path: Path, axis_xyz: int, value: float) -> Path:
 
 def dicom(folder: Path, n_slices=5, uid="1", description="T2 SPIR", prefix="slice") -> Path:
     arr = (image_array((n_slices, 16, 16)) * 10).astype(np.int16)
-    write_dicom_series(
-        folder, arr, series_uid=f"{UID_ROOT}.{uid}", description=description, prefix=prefix
-    )
+    write_dicom_series(folder, arr, series_uid=f"{UID_ROOT}.{uid}", description=description, prefix=prefix)
     return folder
 
 
 def checksums(root: Path) -> dict[Path, str]:
-    return {
-        p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,7 +224,7 @@ def evaluate_out_is_the_prediction(d, model):
 
 @bad("evaluate", "`--out` is a ground truth", r"is the input")
 def evaluate_out_is_the_ground_truth(d, model):
-    pred, gt = evaluate_pair(d)
+    _, gt = evaluate_pair(d)
     return ["evaluate", str(d / "pred"), str(d / "gt"), "--out", str(gt)], gt
 
 
@@ -488,7 +484,6 @@ def test_docs_table_matches_the_catalogue(tmp_path, model, capsys):
     text = render_docs(MESSAGES)
     if os.environ.get("FLARE_WRITE_DOCS"):
         DOCS.write_text(text)
-    assert DOCS.is_file() and DOCS.read_text() == text, (
-        "docs/bad_inputs.md is out of date: FLARE_WRITE_DOCS=1 python -m pytest tests/test_bad_inputs.py -k docs"
-    )
+    regenerate = "FLARE_WRITE_DOCS=1 python -m pytest tests/test_bad_inputs.py -k docs"
+    assert DOCS.is_file() and DOCS.read_text() == text, f"docs/bad_inputs.md is out of date: {regenerate}"
     assert "docs/bad_inputs.md" in (REPO / "README.md").read_text()
