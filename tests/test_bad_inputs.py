@@ -168,6 +168,18 @@ def predict_negative_spacing(d, model):
     return predict_argv(img, d / "seg.nii.gz", model), img
 
 
+@bad("predict", "zero voxel size in an `.mha` header", r"voxel size y = 0")
+def predict_mha_zero_spacing(d, model):
+    import SimpleITK as sitk
+
+    img = d / "case.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(image_array()), str(img))
+    text = img.read_bytes()
+    assert b"ElementSpacing = 1 1 1" in text
+    img.write_bytes(text.replace(b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 0 1"))
+    return predict_argv(img, d / "seg.nii.gz", model), img
+
+
 @bad("predict", "a one-slice volume", r"one-slice")
 def predict_one_slice(d, model):
     img = nifti(d / "case.nii.gz", image_array((1, 16, 16)))

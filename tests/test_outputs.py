@@ -163,3 +163,19 @@ def test_predict_timings_csv_has_the_umask_permissions(tmp_path, umask_022, caps
     assert rc == 0, capsys.readouterr().err
     assert timings.stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "out" / "c.nii.gz").is_file()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_evaluate_refuses_an_unwritable_folder_before_scoring(tmp_path, capsys):
+    label_file(tmp_path / "gt.nii.gz")
+    label_file(tmp_path / "pred.nii.gz")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        argv = ["evaluate", str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz")]
+        assert main([*argv, "--out", str(locked / "r.csv")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not writable" in err and str(locked) in err
+    finally:
+        locked.chmod(0o700)
