@@ -51,11 +51,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FlareInputError(path, "checkpoint not found", "train the stage first or check the path")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt or foreign file
+    except Exception as exc:  # corrupt or foreign file: never advise deleting it (it may be the only copy)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "Weights only load failed" in first or type(exc).__name__ == "UnpicklingError":
+            detail = "not a torch.save file of tensors and plain values: truncated, corrupt or foreign"
+        else:
+            detail = f"{type(exc).__name__}: {first[:160]}"
         raise FlareInputError(
             path,
-            f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            "delete it (training restarts) or point at a checkpoint written by flarelib train",
+            f"cannot read checkpoint ({detail}); the file is left as it is",
+            "point at a checkpoint written by flarelib train; to train this stage again from scratch, "
+            "run flarelib train with --restart (or --out a new folder)",
         ) from None
 
 

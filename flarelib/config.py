@@ -5,7 +5,9 @@ A params file is YAML whose top-level keys are the sections of :class:`Params`. 
 its own values then override the inherited ones, merging nested mappings key by key.
 
 Every file is checked against the schema on its own, before merging, so an unknown or misspelled
-key is reported with the file it appears in and the closest valid key::
+key is reported with the file it appears in and the closest valid key; the merged values are then
+checked for type and range (:mod:`flarelib.params_ranges`: a voxel size must be positive, an
+iteration count at least 1, a fraction within 0..1)::
 
     params/runs/x.yaml: unknown key 'train.lr_intial'. Fix: did you mean 'train.lr_initial'?
 
@@ -29,6 +31,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from flarelib.errors import FlareInputError
+from flarelib.params_ranges import check_ranges
 
 # --------------------------------------------------------------------------------------------------
 # Schema. Defaults are the paper's settings (STUDY.md); params/base.yaml restates them with comments.
@@ -321,7 +324,7 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 def _resolve_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read ``path`` and everything it extends; check each file's keys; return the merged mapping."""
-    path = path.resolve()
+    shown, path = path, path.resolve()
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise FlareInputError(path, f"'extends' forms a cycle ({cycle})", "remove one of the links")
@@ -331,7 +334,14 @@ def _resolve_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     if parents is not None:
         for parent in [parents] if isinstance(parents, str) else list(parents):
-            merged = _deep_merge(merged, _resolve_raw(path.parent / parent, (*chain, path)))
+            target = path.parent / str(parent)
+            if not target.is_file():  # name the file that says 'extends', not only the missing one
+                raise FlareInputError(
+                    shown,
+                    f"'extends: {parent}' names a file that does not exist ({target})",
+                    "correct the 'extends' path: it is relative to this file's folder",
+                )
+            merged = _deep_merge(merged, _resolve_raw(target, (*chain, path)))
     return _deep_merge(merged, raw)
 
 
@@ -463,7 +473,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str, source: str) -> Any:
 def params_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Params:
     """Build :class:`Params` from a plain mapping (checked like a file)."""
     _check_keys(raw, Params, Path(source), prefix="")
-    return _build(Params, raw, "", source)
+    return check_ranges(_build(Params, raw, "", source), source)
 
 
 def load_params(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Params:
@@ -476,7 +486,7 @@ def load_params(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
     if overrides:
         _check_keys(overrides, Params, Path("<overrides>"), prefix="")
         merged = _deep_merge(merged, overrides)
-    return _build(Params, merged, "", str(path))
+    return check_ranges(_build(Params, merged, "", str(path)), str(path))
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -549,7 +559,8 @@ def load_layers(
     if overrides:
         _check_keys(overrides, Params, Path("<overrides>"), prefix="")
         merged = _deep_merge(merged, overrides)
-    return _build(Params, merged, "", " + ".join(str(p) for p in paths))
+    source = " + ".join(str(p) for p in paths)
+    return check_ranges(_build(Params, merged, "", source), source)
 
 
 def compose_params(

@@ -9,7 +9,10 @@ Each stage notebook ``notebooks/NN_name.py`` runs with exactly three literal par
 
 A stage whose ``DONE`` holds the hash of the same resolved params and notebook source is skipped;
 any change of a params value (or an edit of the notebook) reruns it. A failed run leaves no ``DONE``
-and keeps the partial notebook as ``<NN_name>.failed.ipynb`` for inspection.
+and keeps the partial notebook as ``<NN_name>.failed.ipynb`` for inspection. An interrupted run
+(``kill -9``) leaves no ``DONE`` either: the same command runs the stage again, which resumes what
+the notebook resumes (a training stage continues from its ``checkpoint.pt``), after removing the
+temporary files the killed run left (``*.flarelib-tmp-*``, :func:`flarelib.paths.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from flarelib.config import Params, compose_params, dump_params, params_hash
 from flarelib.errors import FlareInputError
-from flarelib.paths import atomic_write_text, project_root, stage_dir
+from flarelib.paths import atomic_write_text, project_root, remove_stale_temps, stage_dir, temp_path
 from flarelib.repro import save_run_record
 
 KERNEL_NAME = "python3"  # the kernel of the interpreter running the runner (the project's venv)
@@ -135,10 +138,13 @@ def run_stage(
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "DONE").unlink(missing_ok=True)
+    removed = remove_stale_temps(folder, recursive=True)  # a killed run's half-written files
+    if removed:
+        log(f"[tidy] removed {len(removed)} temporary file(s) an interrupted run left in {folder}")
     resolved = dump_params(params, folder / "params.yaml")
     out_nb = folder / f"{stage}.ipynb"
     partial = folder / f"{stage}.failed.ipynb"
-    tmp_nb = folder / f".{stage}.running.ipynb"
+    tmp_nb = temp_path(out_nb, ".ipynb")
     log(f"[run ] {profile}/{run_id}/{stage} (hash {phash})")
     t0 = time.perf_counter()
     try:

@@ -1,9 +1,13 @@
 """Check a dataset before any compute: ``check_dataset(params)`` and the ``check-data`` command.
 
-Every image must be readable, every label present (where the layout has labels) and on its image's
-grid, with ids the dataset's label map knows; LLD-MMR patients must have every sequence in
-``params.data.sequences_required``; no subset may be empty; files the manifest lists under a subset
-must exist. Problems are collected (one line each, naming the file and the fix), never raised one by
+Every image must be readable, a 3-D volume (not one slice) with positive voxel sizes in its header,
+every label present (where the layout has labels), on its image's grid, with ids the dataset's
+label map knows and at least one organ (an all-zero label is reported); every label must have its
+image; LLD-MMR patients must have every sequence in ``params.data.sequences_required``; no subset may
+be empty; files the manifest lists under a subset must exist. An image template may name folders
+(``dicom/{case}``): each is read as one DICOM series.
+
+Problems are collected (one line each, naming the file and the fix), never raised one by
 one, so a single run lists everything that is wrong.
 
 Command line (also ``flarelib check-data``)::
@@ -26,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from tqdm.auto import tqdm
 
 from flarelib.config import Params, SubsetLayout
@@ -34,6 +37,7 @@ from flarelib.data.layout import (
     Case,
     discover,
     fill,
+    glob_case_ids,
     lld_case_id,
     lld_patients,
     manifest_path,
@@ -41,7 +45,7 @@ from flarelib.data.layout import (
 )
 from flarelib.data.manifest import Manifest, load_manifest
 from flarelib.errors import FlareInputError
-from flarelib.io import Volume, check_same_grid, read_image, read_label
+from flarelib.io import Volume, check_same_grid, check_slices, read_header, read_image, read_label
 from flarelib.labels import SEQUENCES
 from flarelib.params_cli import add_params_arguments, params_from_args
 from flarelib.paths import data_root
@@ -163,33 +167,9 @@ def _message(path: Path, exc: Exception) -> str:
 
 
 def _read_header(path: Path) -> Volume:
-    """Geometry of a 3-D image from its header only: a Volume whose array is a zero-copy broadcast
-    of one zero to the (z, y, x) shape (no voxels are read). Raises FlareInputError."""
-    if not path.is_file():
-        raise FlareInputError(path, "file not found", "check the path and the data root")
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "unknown reason"
-        raise FlareInputError(
-            path, f"header cannot be read ({first})", "re-download or re-export the file"
-        ) from None
-    size = reader.GetSize()
-    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
-        raise FlareInputError(
-            path,
-            f"not a 3-D scalar image (size {size}, {reader.GetNumberOfComponents()} component(s))",
-            "pass a 3-D volume",
-        )
-    return Volume(
-        np.broadcast_to(np.zeros((), np.uint8), tuple(size)[::-1]),
-        tuple(reader.GetSpacing())[::-1],
-        tuple(reader.GetOrigin()),
-        np.array(reader.GetDirection(), dtype=np.float64).reshape(3, 3),
-        path,
-    )
+    """Geometry of a 3-D image from its header only (:func:`flarelib.io.read_header`: no voxels
+    are read, the header's voxel sizes are checked). Raises FlareInputError."""
+    return read_header(path)
 
 
 def _check_case(case: Case, read_voxels: bool, problems: list[str], visit: Visitor | None) -> dict[str, Any]:
@@ -210,8 +190,10 @@ def _check_case(case: Case, read_voxels: bool, problems: list[str], visit: Visit
     try:
         image = read_image(case.image) if read_voxels else _read_header(case.image)
         row["shape_zyx"], row["spacing_zyx"] = image.shape, image.spacing_zyx
+        check_slices(image, case.image)  # its label is on its grid: one message covers both
     except _FILE_ERRORS as exc:
         problems.append(_message(case.image, exc))
+        image = None
     if case.label is not None:
         if not row["label_exists"]:
             problems.append(
@@ -230,6 +212,12 @@ def _check_case(case: Case, read_voxels: bool, problems: list[str], visit: Visit
                 counts = np.bincount(label.array.ravel(), minlength=256)
                 organs = {int(v) for v in np.flatnonzero(counts) if v != 0}
                 row["organs"] = tuple(sorted(organs))
+                if not organs:
+                    problems.append(
+                        f"{case.label}: label holds no organ (every voxel is 0) for image "
+                        f"{case.image.name}. Fix: check that it is this case's segmentation, or "
+                        "move the case out of the subset"
+                    )
                 stray = organs & set(case.not_annotated)
                 if stray:
                     name = case.label_map.name if case.label_map is not None else "?"
@@ -300,6 +288,31 @@ def _check_manifest_listing(
                 f"case {mcase.id}) but missing. Fix: restore the file (see SHA256SUMS / "
                 "the data README)"
             )
+
+
+def _check_orphan_labels(
+    root: Path,
+    name: str,
+    layout: SubsetLayout,
+    manifest: Manifest | None,
+    found: set[str],
+    problems: list[str],
+) -> None:
+    """Every label file of the subset's labels template must have its image (cases the manifest
+    lists are reported by :func:`_check_manifest_listing` already)."""
+    if layout.labels is None:
+        return
+    listed: set[str] = set()
+    if manifest is not None and layout.dataset is not None and layout.dataset in manifest.raw["datasets"]:
+        listed = {m.id for m in manifest.cases(layout.dataset)}
+    for case_id in glob_case_ids(root, layout.labels, f"data.subsets.{name}.labels"):
+        if case_id in found or case_id in listed:
+            continue
+        label, image = root / fill(layout.labels, case_id), root / fill(layout.images, case_id)
+        problems.append(
+            f"{label}: label has no image (expected {image}, subset '{name}'). Fix: add the image, "
+            f"or move the label out of {label.parent}"
+        )
 
 
 def _summary_row(name: str, layout: SubsetLayout, cases: list[Case], rows: list[dict]) -> dict[str, Any]:
@@ -381,7 +394,9 @@ def check_dataset(
                 bar.update(1)
             if layout.role == "mr_lld":
                 _check_lld(root, name, layout, cases, params.data.sequences_required, problems)
-            _check_manifest_listing(root, name, layout, manifest, {c.case_id for c in cases}, problems)
+            found = {c.case_id for c in cases}
+            _check_manifest_listing(root, name, layout, manifest, found, problems)
+            _check_orphan_labels(root, name, layout, manifest, found, problems)
             case_rows += rows
             summary_rows.append(_summary_row(name, layout, cases, rows))
     summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))

@@ -110,12 +110,13 @@ def _missing_root_error(params: Params, root: Path) -> FlareInputError:
 
 
 def glob_case_ids(root: Path, template: str, where: str = "data.subsets") -> list[str]:
-    """Case ids whose image file exists under ``root`` for ``template``, natural-sorted."""
+    """Case ids whose file exists under ``root`` for ``template``, natural-sorted. A folder counts
+    too: it is a DICOM series (:func:`flarelib.io.read_image` reads a folder as one)."""
     pattern = template_regex(template, where)
     ids = []
     for path in root.glob(fill(template, "*")):
         match = pattern.fullmatch(path.relative_to(root).as_posix())
-        if match and path.is_file():
+        if match and (path.is_file() or path.is_dir()):
             ids.append(match["case"])
     return sorted(set(ids), key=natural_key)
 

@@ -5,7 +5,17 @@ scores it with :func:`flarelib.evaluate.scoring.score_case` (spacing from the gr
 in mm; arrays are read as (z, y, x)). :func:`summary_table` turns the per-case rows into the
 paper's Table 4 (percent); :func:`format_table_markdown` prints it. ``flarelib evaluate`` does all
 three and writes the per-case CSV; ``--manifest``/``--dataset`` map the ground truth's own label
-ids to FLARE ids with the dataset's entry in a dataset.json (:class:`flarelib.data.manifest.Manifest`).
+ids to FLARE ids with the dataset's entry in a dataset.json (:class:`flarelib.data.manifest.Manifest`);
+without them the ground truth must hold FLARE ids 0..13 (any other id is an error, never ignored).
+
+FLARE's rule scores an organ absent from both the prediction and the ground truth as DSC = NSD = 1
+(an all-zero prediction of a case showing 4 organs scores 9 of 13 organs perfectly); the command
+prints how many scores came from that rule.
+
+Files: NIfTI, ``.mha``/``.nrrd``, or a folder holding one DICOM series as the ground truth (its
+prediction is ``PRED/<folder name>.nii.gz``, or the file ``PRED``; ``FOLDER::SERIES_UID`` for one
+of several series). The CSV (``--out``) is checked before any scoring: never an input, never a
+folder, its folder writable, and an existing file only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -38,7 +48,25 @@ def _case_name(path: Path) -> str:
 
 
 def _case_pairs(pred: Path, gt: Path, gt_glob: str) -> list[tuple[str, Path, Path]]:
-    """``(case, pred_file, gt_file)`` for every ground truth: the prediction has the same file name."""
+    """``(case, pred_file, gt_file)`` for every ground truth: the prediction has the same file name
+    (a DICOM ground-truth folder ``NAME`` or ``NAME::UID``: ``NAME.nii.gz`` in a prediction folder)."""
+    from flarelib.io import dicom_series, split_series
+
+    folder, uid = split_series(gt)
+    if uid is not None or (
+        gt.is_dir() and not any(p.is_file() for p in gt.glob(gt_glob)) and dicom_series(gt)
+    ):
+        if not folder.is_dir():
+            raise FlareInputError(folder, "ground-truth DICOM folder not found", "pass an existing folder")
+        if not pred.exists():
+            raise FlareInputError(pred, "prediction not found", "pass an existing label file or folder")
+        name = folder.name + (f"_{uid}" if uid else "")
+        pred_file = pred / f"{name}.nii.gz" if pred.is_dir() else pred
+        if not pred_file.is_file():
+            raise FlareInputError(
+                pred_file, f"no prediction for the DICOM ground truth {gt}", f"name it {name}.nii.gz"
+            )
+        return [(name, pred_file, gt)]
     if not gt.exists():
         raise FlareInputError(gt, "ground truth not found", "pass an existing label file or folder")
     if not pred.exists():
@@ -86,9 +114,11 @@ def evaluate_folder(
 
     ``pred_dir`` / ``gt_dir`` may also be single files. Ground truths are read with ``label_map``
     (dataset ids -> FLARE ids; its ``not_annotated`` organs are omitted); predictions must hold
-    FLARE ids. Spacing comes from the ground-truth header. Returns one row per case and organ:
-    ``case, organ, organ_name, dsc, nsd`` (fractions). Raises FlareInputError for missing
-    predictions (all listed), unreadable files or mismatched grids.
+    FLARE ids; without ``label_map`` so must the ground truths. Spacing comes from the ground-truth
+    header. Returns one row per case and organ: ``case, organ, organ_name, dsc, nsd`` (fractions);
+    ``df.attrs["absent_in_both"]`` lists the ``(case, organ)`` scored 1 because the organ is in
+    neither file (:func:`absent_note`). Raises FlareInputError for missing predictions (all
+    listed), unreadable files, ids that are not FLARE ids, or mismatched grids.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -99,8 +129,16 @@ def evaluate_folder(
     not_annotated = label_map.not_annotated if label_map is not None else frozenset()
     organs = tuple(organs)
     rows = []
+    absent: list[tuple[str, int]] = []
     for case, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="case", disable=not progress):
         gt_vol = read_label(gt_path, label_map)
+        if label_map is None and gt_vol.array.max(initial=0) > max(ORGAN_IDS):
+            bad = sorted(int(v) for v in np.unique(gt_vol.array) if v > max(ORGAN_IDS))
+            raise FlareInputError(
+                gt_path,
+                f"ground truth holds label ids {bad} that are not FLARE ids 0..13 (they would be ignored)",
+                "pass --manifest dataset.json (and --dataset NAME) to map the dataset's ids to FLARE ids",
+            )
         pred_vol = read_label(pred_path)
         check_same_grid(gt_vol, pred_vol)
         if pred_vol.array.max(initial=0) > max(ORGAN_IDS):
@@ -121,7 +159,25 @@ def evaluate_folder(
             {"case": case, "organ": o, "organ_name": SHORT_NAMES[o], "dsc": d, "nsd": n}
             for o, (d, n) in scores.items()
         )
-    return pd.DataFrame(rows, columns=["case", "organ", "organ_name", "dsc", "nsd"])
+        present = set(np.unique(gt_vol.array).tolist()) | set(np.unique(pred_vol.array).tolist())
+        absent += [(case, o) for o in scores if o not in present]
+    df = pd.DataFrame(rows, columns=["case", "organ", "organ_name", "dsc", "nsd"])
+    df.attrs["absent_in_both"] = absent
+    return df
+
+
+def absent_note(df: pd.DataFrame) -> str | None:
+    """One line saying how many scores are of organs absent from both prediction and ground truth
+    (FLARE scores those DSC = NSD = 1), or None when there are none."""
+    absent = df.attrs.get("absent_in_both") or []
+    if not absent:
+        return None
+    n_cases = len({c for c, _ in absent})
+    return (
+        f"note: {len(absent)} of {len(df)} organ scores ({n_cases} of {df['case'].nunique()} cases) are of "
+        "organs absent from both the prediction and the ground truth, scored DSC = NSD = 100% by "
+        "FLARE's rule; the averages above include them"
+    )
 
 
 def summary_table(df: pd.DataFrame, *, ddof: int = 1) -> pd.DataFrame:
@@ -216,14 +272,25 @@ def main_evaluate(
     official_zrange_off_by_one: bool = True,
     gt_glob: str = "*.nii.gz",
     method: Method = "probe",
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Score ``pred`` against ``gt`` (files or folders), write the per-case CSV atomically, print
-    the Table-4 summary as markdown, and return the per-case table."""
-    from flarelib.paths import atomic_write_text
+    the Table-4 summary as markdown, and return the per-case table.
+
+    ``out_csv`` is checked before any scoring: not an input (never, even with ``overwrite``), not a
+    folder, in a folder that exists or can be made and is writable, and not an existing file unless
+    ``overwrite``."""
+    from flarelib.paths import InputSet, atomic_write_text, check_output_file, remove_stale_temps
 
     if dataset and manifest is None:
         raise FlareInputError("--dataset", "needs --manifest", "pass the dataset.json that defines it")
     label_map = _label_map_of(manifest, dataset) if manifest is not None else None
+    pairs = _case_pairs(Path(pred), Path(gt), gt_glob)
+    inputs = InputSet([pred, gt, *(p for _, p, _ in pairs), *(g for _, _, g in pairs)])
+    if manifest is not None:
+        inputs.add(manifest)
+    check_output_file(out_csv, inputs, overwrite=overwrite, option="--out")
+    remove_stale_temps(Path(out_csv).parent)
     df = evaluate_folder(
         pred,
         gt,
@@ -234,6 +301,9 @@ def main_evaluate(
     )
     atomic_write_text(Path(out_csv), df.to_csv(index=False))
     print(format_table_markdown(summary_table(df)), end="")
+    note = absent_note(df)
+    if note:
+        print(note)
     print(f"{len(df['case'].unique())} cases; per-case scores written to {out_csv}")
     return df
 
@@ -247,6 +317,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         official_zrange_off_by_one=not args.inclusive_zrange,
         gt_glob=args.gt_glob,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -262,10 +333,19 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("pred", type=Path, help="prediction label file or folder (FLARE ids)")
-    parser.add_argument("gt", type=Path, help="ground-truth label file or folder (same file names)")
     parser.add_argument(
-        "--out", type=Path, required=True, help="CSV to write (case, organ, organ_name, dsc, nsd)"
+        "gt",
+        type=Path,
+        help="ground-truth label file or folder (same file names), or a folder of one DICOM series "
+        "(FOLDER::SERIES_UID for one of several)",
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="CSV to write (case, organ, organ_name, dsc, nsd); never an input; refused if it exists",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out CSV")
     parser.add_argument("--manifest", type=Path, help="dataset.json mapping the GT's ids to FLARE ids")
     parser.add_argument("--dataset", help="dataset in the manifest (NAME or NAME:VARIANT)")
     parser.add_argument(

@@ -26,13 +26,24 @@ else from the checkpoint's ``"params"`` entry, else from a resolved ``params.yam
 checkpoint or one folder up (what :func:`flarelib.repro.save_run_record` writes), else it is an
 error that says to pass ``--params``.
 
-**Outputs.** ``IN`` is one image file or a folder (every ``*.nii`` / ``*.nii.gz`` in it, sorted).
-``OUT`` is a folder, or (for one input file) an output file name ending in ``.nii``/``.nii.gz``.
-Outputs are named like their input with nnU-Net's channel suffix ``_0000`` removed (FLARE naming:
-``amos_0540_0000.nii.gz`` -> ``amos_0540.nii.gz``). A bad case (unreadable, truncated, 4-D,
-constant image, ...) is reported as one line naming the file and skipped; the others continue. The
-exit status is 0 when every case was predicted and 1 when any failed (2 for bad arguments, as every
-``flarelib`` command).
+**Inputs.** ``IN`` is one image file (NIfTI ``.nii``/``.nii.gz``, ``.mha``, ``.nrrd``), a folder
+of them (every such file in it, sorted), or a folder holding the slices of one DICOM series (read
+as one volume, :mod:`flarelib.io.read`); ``FOLDER::SERIES_UID`` picks one series of a folder that
+holds several (the error for such a folder lists their UIDs).
+
+**Outputs.** ``OUT`` is a folder (created if missing), or, for one input, an output file name
+ending in ``.nii``/``.nii.gz``; predictions are NIfTI, uint8, on the input's exact grid. Outputs
+are named like their input with nnU-Net's channel suffix ``_0000`` removed (FLARE naming:
+``amos_0540_0000.nii.gz`` -> ``amos_0540.nii.gz``; ``.mha``/``.nrrd`` inputs and a DICOM folder
+``series/`` give ``<name>.nii.gz``). Before any work (:func:`plan_outputs`) the command refuses an
+``OUT`` that is an input (the file itself, or the input folder), that ends in another suffix (it
+would silently become a folder), a file name for several inputs, a folder that cannot be written,
+and a ``--timings`` CSV that is an input. Temporary files a killed run left in ``OUT`` are removed.
+
+A bad case (unreadable, truncated, 4-D, one slice, zero or negative voxel size, constant image,
+...) is reported as one line naming the file and skipped; the others continue. The exit status is
+0 when every case was predicted and 1 when any failed; with a single input a bad case stops the
+command with its one line and status 2, as every bad argument does.
 
 Run it as ``flarelib predict`` or ``python -m flarelib.infer.pipeline`` (what the efficiency
 measurement starts per case).
@@ -60,8 +71,18 @@ from flarelib.config import Params
 from flarelib.errors import FlareInputError
 from flarelib.infer.postprocess import postprocess
 from flarelib.infer.sliding import SlidingWindowPredictor, make_runtime, resolve_runtime
-from flarelib.io import Volume, read_image, reorient, same_grid, write_image
+from flarelib.io import (
+    Volume,
+    check_slices,
+    dicom_series,
+    read_image,
+    reorient,
+    same_grid,
+    split_series,
+    write_image,
+)
 from flarelib.models.configuration import check_params
+from flarelib.paths import InputSet, check_output_file, check_output_parent, remove_stale_temps
 from flarelib.preprocess import PreparedCase, prepare_case, resample_to_reference
 
 __all__ = [
@@ -73,13 +94,17 @@ __all__ = [
     "load_model",
     "main",
     "output_name",
+    "plan_outputs",
     "predict_paths",
     "save_model_file",
 ]
 
 #: Timed stages of one case, in order.
 STAGES: tuple[str, ...] = ("read", "resample", "predict", "postprocess", "resample_back", "write")
-IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+#: Image files a folder ``IN`` is searched for (a single ``IN`` may be any format SimpleITK reads).
+IMAGE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mha", ".nrrd")
+#: Output file names: predictions are NIfTI.
+OUTPUT_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,6 +279,7 @@ class CasePredictor:
         seconds: dict[str, float] = {}
         t = time.perf_counter()
         vol = read_image(in_path)
+        check_slices(vol, in_path)
         seconds["read"] = time.perf_counter() - t
         report: dict[str, Any] = {}
         out = self.predict_volume(vol, seconds, report)
@@ -282,30 +308,113 @@ def _is_image(path: Path) -> bool:
 
 
 def find_inputs(path: str | Path) -> list[Path]:
-    """The input images: ``path`` itself (a file), or every ``*.nii`` / ``*.nii.gz`` in a folder."""
+    """The input images: ``path`` itself (a file, a DICOM folder, ``FOLDER::UID``), or every image
+    file (:data:`IMAGE_SUFFIXES`) in a folder, or the folder itself when it holds one DICOM series."""
+    if split_series(path)[1] is not None:
+        return [Path(str(path))]
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if _is_image(p))
-        if not files:
-            raise FlareInputError(path, "no .nii or .nii.gz images in this folder", "point IN at the images")
-        return files
+        if files:
+            return files
+        series = dicom_series(path)
+        if len(series) == 1:
+            return [path]
+        if series:
+            read_image(path)  # raises the error that lists the series and the FOLDER::UID fix
+        raise FlareInputError(
+            path,
+            "no images (.nii, .nii.gz, .mha, .nrrd) and no DICOM series in this folder",
+            "point IN at an image file, a folder of images, or a folder of the DICOM slices of one series",
+        )
     if not path.exists():
         raise FlareInputError(path, "input not found", "pass an image file or a folder of images")
     return [path]
 
 
 def output_name(in_path: str | Path) -> str:
-    """Output file name for an input: the same name with a trailing ``_0000`` channel tag removed."""
+    """Output file name for an input: the same name with a trailing ``_0000`` channel tag removed;
+    ``.mha``/``.nrrd`` inputs and DICOM folders (``FOLDER[::UID]``) get ``.nii.gz``."""
+    folder, uid = split_series(in_path)
+    if uid is not None or folder.is_dir():
+        return folder.name + (f"_{uid}" if uid else "") + ".nii.gz"
     name = Path(in_path).name
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in OUTPUT_SUFFIXES:
         if name.lower().endswith(suffix):
             stem, ext = name[: -len(suffix)], name[-len(suffix) :]
             break
     else:
-        stem, ext = Path(name).stem, ".nii.gz"
+        stem, ext = (name.split(".", 1)[0] if "." in name else name), ".nii.gz"
     if stem.endswith("_0000"):
         stem = stem[: -len("_0000")]
     return stem + ext
+
+
+def _names_a_file(out: Path) -> bool:
+    return out.name.lower().endswith(OUTPUT_SUFFIXES) and not out.is_dir()
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    source: str | Path | None = None,
+    also_read: Iterable[str | Path] = (),
+) -> list[Path]:
+    """The output file of each input, checked before any work; raises :class:`FlareInputError`.
+
+    ``out``: a folder, or one ``.nii``/``.nii.gz`` file name for a single input. ``source``: the
+    ``IN`` argument (a folder ``IN`` may not be ``OUT``); ``also_read``: other files the command
+    reads (model, params), which no output may replace either. Refused: an output that is an
+    input, ``OUT`` equal to the input folder, an ``OUT`` ending in another suffix (it would become a
+    folder), one file name for several inputs, two inputs with one output name, an unwritable
+    folder, a read-only existing output.
+    """
+    inputs = [Path(str(p)) for p in inputs]
+    out = Path(out)
+    read = InputSet([*inputs, *also_read])
+    if _names_a_file(out):
+        if len(inputs) > 1:
+            raise FlareInputError(
+                out,
+                f"OUT names one file but IN holds {len(inputs)} images",
+                "pass an output folder (one prediction per image is written into it)",
+            )
+        targets = [out]
+    else:
+        if out.exists() and not out.is_dir():
+            raise FlareInputError(
+                out,
+                "OUT exists and is neither a folder nor a .nii/.nii.gz file",
+                "pass an output folder or a new .nii.gz file name",
+            )
+        if not out.exists() and out.suffix and len(inputs) == 1:
+            raise FlareInputError(
+                out,
+                f"OUT ends in {out.suffix!r}, neither .nii nor .nii.gz, so it would become a folder",
+                "name the output file .nii.gz (predictions are NIfTI), or create the folder first",
+            )
+        if source is not None:
+            src_folder, _ = split_series(source)
+            if src_folder.is_dir() and InputSet([src_folder]).find(out) is not None:
+                raise FlareInputError(
+                    out,
+                    "OUT is the input folder: predictions would replace or mix with its images",
+                    "pass another output folder",
+                )
+        check_output_parent(out / "x")
+        targets = [out / output_name(p) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for path, target in zip(inputs, targets, strict=True):
+        if target in seen:
+            raise FlareInputError(
+                target,
+                f"inputs {seen[target].name} and {path.name} would both be written here",
+                "rename one of them, or predict them into separate folders",
+            )
+        seen[target] = path
+        check_output_file(target, read, option="OUT")
+    return targets
 
 
 def _one_line(exc: BaseException, path: Path) -> str:
@@ -322,24 +431,29 @@ def predict_paths(
     progress: bool = True,
     debug: bool = False,
     log: Any = None,
+    source: str | Path | None = None,
 ) -> list[CaseResult]:
     """Predict every input; a case that fails is reported (one line on ``log``, default stderr)
-    and skipped. ``out`` is a folder, or an output file name when there is a single input."""
-    inputs = [Path(p) for p in inputs]
-    out = Path(out)
-    single_file = len(inputs) == 1 and out.name.lower().endswith(IMAGE_SUFFIXES)
+    and skipped. ``out`` is a folder, or an output file name when there is a single input; the
+    outputs are checked first (:func:`plan_outputs`; ``source``: the ``IN`` folder). With a single
+    input, a bad input raises :class:`FlareInputError` (one line) instead."""
+    inputs = [Path(str(p)) for p in inputs]
+    targets = plan_outputs(inputs, out, source=source)
+    for folder in {t.parent for t in targets}:
+        remove_stale_temps(folder)  # left by a run killed mid-write
     from tqdm.auto import tqdm
 
     results: list[CaseResult] = []
     bar = tqdm(inputs, desc="predict", unit="case", disable=not progress, dynamic_ncols=True)
-    for path in bar:
-        target = out if single_file else out / output_name(path)
+    for path, target in zip(bar, targets, strict=True):
         try:
             results.append(predictor.predict_file(path, target))
         except (FlareInputError, RuntimeError, OSError, ValueError) as exc:
             if debug:
                 raise
             line = _one_line(exc, path)
+            if len(inputs) == 1 and isinstance(exc, FlareInputError):
+                raise FlareInputError(None, line) from None
             if progress:
                 tqdm.write(f"error: {line}", file=log or sys.stderr)
             else:
@@ -381,13 +495,22 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
         "predict",
         help="segment MR/CT volumes with a trained model (sliding window + post-processing)",
         description=(
-            "Predict the 13 FLARE organs for one image or every .nii/.nii.gz in a folder. Outputs keep "
-            "the input's exact grid (shape, spacing, origin, direction). A bad case is reported and "
-            "skipped; the exit status is 1 when any case failed."
+            "Predict the 13 FLARE organs for one image, every image in a folder, or a DICOM series. "
+            "Outputs are NIfTI on the input's exact grid (shape, spacing, origin, direction); an OUT "
+            "that is an input is refused. A bad case is reported and skipped; the exit status is 1 "
+            "when any case failed."
         ),
     )
-    parser.add_argument("input", type=Path, metavar="IN", help="image file or folder of images")
-    parser.add_argument("output", type=Path, metavar="OUT", help="output folder (or file name for one input)")
+    parser.add_argument(
+        "input",
+        type=Path,
+        metavar="IN",
+        help="image file (.nii.gz, .nii, .mha, .nrrd), folder of images, or folder of one DICOM series "
+        "(FOLDER::SERIES_UID for one of several)",
+    )
+    parser.add_argument(
+        "output", type=Path, metavar="OUT", help="output folder, or a .nii.gz file name for one input"
+    )
     parser.add_argument("--model", type=Path, required=True, metavar="CKPT", help="checkpoint or model file")
     parser.add_argument(
         "--params",
@@ -420,8 +543,12 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(int(args.threads))
     inputs = find_inputs(args.input)
-    if args.input.is_dir() and args.output.exists() and not args.output.is_dir():
-        raise FlareInputError(args.output, "is a file but IN is a folder", "pass an output folder")
+    # every output is checked before the model is loaded
+    also_read = [p for p in (args.model, args.params) if p is not None]
+    targets = plan_outputs(inputs, args.output, source=args.input, also_read=also_read)
+    if args.timings:
+        check_output_file(args.timings, InputSet([*inputs, *also_read, *targets]), option="--timings")
+        remove_stale_temps(Path(args.timings).parent)
     progress = not args.no_progress
     with tempfile.TemporaryDirectory(prefix="flarelib-predict-") as tmp:
         t0 = time.perf_counter()
@@ -438,7 +565,9 @@ def _run_cli(args: argparse.Namespace) -> int:
             load_seconds=time.perf_counter() - t0,
             modality=args.modality,
         )
-        results = predict_paths(predictor, inputs, args.output, progress=progress, debug=args.debug)
+        results = predict_paths(
+            predictor, inputs, args.output, progress=progress, debug=args.debug, source=args.input
+        )
     failed = [r for r in results if not r.ok]
     if args.timings:
         write_timings(results, args.timings, predictor.load_seconds)

@@ -20,7 +20,12 @@ RAS choice of world axes changes the signs in the matrices, never the anatomical
 
 Every bad input stops with one :class:`~flarelib.errors.FlareInputError` line naming the file and
 the fix (missing file, truncated or corrupt gzip, not a NIfTI, 2-D / 4-D / multi-component image,
-NaN or inf voxels, image/label grid mismatch, non-integer or unknown label ids).
+NaN or inf voxels, a zero or negative voxel size in the header, image/label grid mismatch,
+non-integer or unknown label ids, a single DICOM slice, a folder with several DICOM series).
+
+Formats read: NIfTI-1 (``.nii``, ``.nii.gz``), ``.mha``, ``.nrrd`` (any single file SimpleITK
+reads), and DICOM: a folder holding one series is one volume; ``FOLDER::SERIES_UID`` picks one of
+several (:mod:`flarelib.io.read`). Files are written as NIfTI, ``.mha`` or ``.nrrd``.
 
 Modules: :mod:`~flarelib.io.volume` (the :class:`Volume`), :mod:`~flarelib.io.read` (open a path as
 a Volume), :mod:`~flarelib.io.write` (atomic writes), :mod:`~flarelib.io.grid` (same grid or not),
@@ -52,11 +57,13 @@ from flarelib.io.grid import check_same_grid, same_grid
 from flarelib.io.orientation import _ORIENT_PAIRS as _ORIENT_PAIRS
 from flarelib.io.orientation import _check_code as _check_code
 from flarelib.io.orientation import orientation_code, reorient, reorient_to_lps
+from flarelib.io.read import SERIES_SEP as SERIES_SEP
 from flarelib.io.read import _check_exists as _check_exists
 from flarelib.io.read import _check_finite as _check_finite
 from flarelib.io.read import _nonfinite_error as _nonfinite_error
 from flarelib.io.read import _read_sitk as _read_sitk
-from flarelib.io.read import read_case, read_image, read_label
+from flarelib.io.read import check_slices, dicom_series, read_case, read_header, read_image, read_label
+from flarelib.io.read import split_series as split_series
 from flarelib.io.volume import Volume
 from flarelib.io.write import WRITE_SUFFIXES as WRITE_SUFFIXES
 from flarelib.io.write import _cast_for_write as _cast_for_write
@@ -66,8 +73,11 @@ from flarelib.labels import LabelMap as LabelMap
 __all__ = [
     "Volume",
     "check_same_grid",
+    "check_slices",
+    "dicom_series",
     "orientation_code",
     "read_case",
+    "read_header",
     "read_image",
     "read_label",
     "reorient",

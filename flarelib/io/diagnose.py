@@ -242,3 +242,42 @@ def _diagnose(path: Path, exc: Exception | None) -> FlareInputError:
                 problem = f"named .nii.gz but not gzip-compressed, and {problem}"
             return FlareInputError(path, problem, "pass a NIfTI (.nii or .nii.gz) image")
     return FlareInputError(path, f"SimpleITK cannot read it ({_first_line(exc)})", fix_redo)
+
+
+def _nifti_spacing_problem(head: bytes) -> str | None:
+    """What is wrong with the voxel sizes (``pixdim[1..3]``, mm) of a NIfTI-1/2 header, or None.
+
+    SimpleITK never says: it reads a zero voxel size as 1 mm and a negative one as its absolute
+    value with the axis flipped, so distances, scores and the affine of anything written on that
+    grid are silently wrong. ``pixdim[0]`` (qfac) and the time axis are not voxel sizes.
+    """
+    if len(head) < 348:
+        return None
+    for order in "<>":
+        size = int(np.frombuffer(head, f"{order}i4", 1, 0)[0])
+        if size == 348:
+            dims = np.frombuffer(head, f"{order}i2", 8, 40)
+            pixdim = np.frombuffer(head, f"{order}f4", 8, 76).astype(np.float64)
+        elif size == 540 and len(head) >= 540:
+            dims = np.frombuffer(head, f"{order}i8", 8, 16)
+            pixdim = np.frombuffer(head, f"{order}f8", 8, 104)
+        else:
+            continue
+        n = min(max(int(dims[0]), 0), 3)
+        sizes = [float(v) for v in pixdim[1 : 1 + n]]
+        bad = [(a, v) for a, v in zip("xyz", sizes, strict=False) if not (np.isfinite(v) and v > 0)]
+        if not bad:
+            return None
+        what = ", ".join(f"{axis} = {v:g}" for axis, v in bad)
+        if all(v < 0 for _, v in bad):
+            quirk = "SimpleITK would flip that axis"
+        elif all(v == 0 for _, v in bad):
+            quirk = "SimpleITK would read it as 1 mm"
+        else:
+            quirk = "SimpleITK would read 0 as 1 mm and flip a negative axis"
+        return (
+            f"voxel size {what} mm in the NIfTI header (pixdim[1..{n}] = "
+            f"{', '.join(f'{v:g}' for v in sizes)}); it must be positive ({quirk}, so every "
+            "distance would be wrong)"
+        )
+    return None

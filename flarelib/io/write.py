@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import SimpleITK as sitk
 from flarelib.errors import FlareInputError
 from flarelib.io._common import _first_line, _suffix
 from flarelib.io.volume import Volume
+from flarelib.paths import temp_path
 
 __all__ = ["WRITE_SUFFIXES", "write_image"]
 
@@ -35,9 +35,11 @@ def write_image(
 ) -> Path:
     """Write ``vol`` (voxels + spacing/origin/direction) atomically; returns the final path.
 
-    The data go to a hidden temporary file in the target folder, which is then renamed over ``path``
-    (``os.replace``): readers see the old file or the new one, never a partial one, and a failed
-    write leaves no temporary file. Parent folders are created. The format follows the suffix
+    The data go to a hidden temporary file in the target folder (``.NAME.flarelib-tmp-PID-HEX``,
+    :func:`flarelib.paths.temp_path`), which is then renamed over ``path`` (``os.replace``): readers
+    see the old file or the new one, never a partial one; a failed write leaves no temporary file
+    and one left by a killed process is removed by :func:`flarelib.paths.remove_stale_temps`.
+    Parent folders are created. The format follows the suffix
     (``.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``). ``dtype=None`` keeps the array's type (uint8 labels
     stay uint8; bool becomes uint8); a float -> integer cast rounds and clips. ``compress`` is passed
     to SimpleITK: for NIfTI the suffix alone decides (``.nii.gz`` is always gzip, ``.nii`` never);
@@ -56,8 +58,7 @@ def write_image(
         )
     img = vol.with_array(_cast_for_write(vol.array, dtype)).to_sitk()
     path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.name[: -len(suffix)]
-    tmp = path.with_name(f".{stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    tmp = temp_path(path, suffix)  # named as ours: a kill -9 leftover is removed by the next run
     try:
         try:
             sitk.WriteImage(img, str(tmp), bool(compress))

@@ -48,8 +48,8 @@ __all__ = [
 def check_compatible(ckpt: dict[str, Any], path: Path, stage: str, params_hash: str) -> None:
     """Raise :class:`FlareInputError` when ``ckpt`` belongs to another stage or other params."""
     fix = (
-        f"delete {path} (or run with --restart) to train stage '{stage}' from scratch, "
-        "or use the output folder of the stage that wrote it"
+        f"run with --restart to train stage '{stage}' from scratch (it replaces {path.name}), "
+        "or pass --out a new folder, or use the output folder of the stage that wrote it"
     )
     if ckpt.get("format") != FORMAT_VERSION:
         raise FlareInputError(path, f"checkpoint format {ckpt.get('format')!r} is not {FORMAT_VERSION}", fix)
