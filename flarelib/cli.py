@@ -36,7 +36,9 @@ COMMANDS: dict[str, dict[str, str]] = {
         "train": "train one stage (CycleGAN, Mean Teacher or supervised U-Net); resumes its checkpoint",
     },
     "flarelib.train.translation_check": {
-        "translation-check": "a CycleGAN's fake MR vs the phantom's true MR of the same anatomy",
+        "translation-check": (
+            "a CycleGAN's fake MR vs the true MR of the same phantom anatomy (intensity error, order, SSIM)"
+        ),
     },
     "flarelib.infer.pipeline": {
         "predict": "segment MR/CT volumes with a trained model (sliding window + post-processing)",
