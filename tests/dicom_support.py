@@ -3,6 +3,7 @@ one 2-D slice per file with the tags a series reader needs (series UID, position
 
 from __future__ import annotations
 
+import locale
 import time
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def write_dicom_series(
     Geometry: slice ``k`` sits at ``origin + k * spacing_z * direction[:, 2]`` (LPS mm); the
     in-plane axes are ``direction[:, 0]`` and ``direction[:, 1]``.
     """
+    saved = locale.setlocale(locale.LC_CTYPE)  # GDCM sets the C locale: keep the test process's
+    try:
+        return _write(folder, array_zyx, spacing_zyx, origin_xyz, direction, series_uid, description, prefix)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
+def _write(folder, array_zyx, spacing_zyx, origin_xyz, direction, series_uid, description, prefix):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64).reshape(3, 3)
