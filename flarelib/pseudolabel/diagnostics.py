@@ -46,6 +46,7 @@ __all__ = [
     "TransferDiagnostics",
     "add_cli",
     "anatomy_diagnostics",
+    "kidney_filter_ceiling",
     "mean_organ_dice",
     "run_diagnostics",
     "transfer_diagnostics",
@@ -113,12 +114,21 @@ class TransferDiagnostics:
             f"accepted: {', '.join(s['misaligned_accepted_detail']) or '-'}",
             f"  per-patient seconds: mean {_f(s['seconds_mean'], 1)}, max {_f(s['seconds_max'], 1)} "
             f"(workers {s['workers']})",
-            "  per sequence (n, accepted, good, good & accepted, mean true DSC, mean kidney DSC R/L):",
+            f"  kidney-DSC (max side) as a score for good transfers: ROC AUC {_f(s['kidney_auc'])}",
+            "  per sequence (n, accepted, good, good & accepted, mean true DSC, mean kidney DSC R/L;",
+            "  ceiling = the filter under perfect alignment: kidney DSC R/L, accepted):",
         ]
+        ceiling = s.get("ceiling", {})
         for seq, d in s["per_sequence"].items():
+            c = ceiling.get(seq if seq != "OP" else "IP")
+            ceil = (
+                f"  ceiling {_f(c['kidney_right'])}/{_f(c['kidney_left'])} acc={c['would_accept']}/{c['n']}"
+                if c
+                else ""
+            )
             lines.append(
                 f"    {seq:4s} n={d['n']} acc={d['accepted']} good={d['good']} tp={d['tp']} "
-                f"true={_f(d['mean_dsc'])} kidney={_f(d['kidney_right'])}/{_f(d['kidney_left'])}"
+                f"true={_f(d['mean_dsc'])} kidney={_f(d['kidney_right'])}/{_f(d['kidney_left'])}{ceil}"
             )
         return "\n".join(lines)
 
@@ -248,12 +258,48 @@ def transfer_diagnostics(
     for r in rows:
         r["good"] = bool(r["true_dsc"] >= good_dsc)
     summary = _transfer_summary(rows, good_dsc, table.seconds, n_workers)
+    summary["ceiling"] = kidney_filter_ceiling(params, groups, subset_of, root)
     summary["n_patients"] = len(groups)
     summary["t1w_errors"] = t1w_errors
     diag = TransferDiagnostics(rows, summary, table.seconds)
     out.mkdir(parents=True, exist_ok=True)
     diag.frame().to_csv(out / "transfer_diagnostics.csv", index=False)
     return diag
+
+
+def kidney_filter_ceiling(
+    params: Params,
+    groups: dict[str, dict[str, Any]],
+    subset_of: dict[str, str],
+    root: Path,
+) -> dict[str, Any]:
+    """The filter under perfect alignment: per sequence, the coarse kidneys extracted with the
+    sequence's OWN true label in place of the transferred T1W label, their DSCs, and how many
+    sequences the rules would accept. What the kidney contrast of each sequence allows at best."""
+    from flarelib.io import read_image
+
+    tp = params.transfer
+    per: dict[str, list[tuple[float, float, bool]]] = {}
+    for p, seqs in groups.items():
+        for seq, case in seqs.items():
+            if seq in ("T1W", "OP"):
+                continue
+            img = read_image(case.image).array
+            true = read_label(_true_label_path(root, subset_of[p], case.case_id)).array
+            _, d = T.kidney_dscs(img, true, tp, dark=seq in tp.dark_kidney_sequences)
+            ok = T.decide(seq, d["right"], d["left"], tp).accepted
+            per.setdefault(seq, []).append((d["right"], d["left"], ok))
+    out = {}
+    for seq, vals in per.items():
+        a = np.array([(r, lft) for r, lft, _ in vals], float)
+        out[seq] = {
+            "n": len(vals),
+            "kidney_right": float(np.nanmean(a[:, 0])),
+            "kidney_left": float(np.nanmean(a[:, 1])),
+            "best_kidney_max": float(np.nanmax(a)),
+            "would_accept": int(sum(ok for *_, ok in vals)),
+        }
+    return out
 
 
 def _transfer_summary(
