@@ -46,6 +46,11 @@ COMMANDS: dict[str, dict[str, str]] = {
     "flarelib.evaluate.report": {
         "evaluate": "FLARE24-exact DSC/NSD of predictions against ground-truth labels",
     },
+    "flarelib.pseudolabel.diagnostics": {
+        "pseudolabel-diagnostics": (
+            "accuracy of the label-transfer (kidney-DSC) and anatomy filters on the phantom's hidden truth"
+        ),
+    },
     "flarelib.params_cli": {
         "params": "print the resolved params of a run (strictly checked)",
     },

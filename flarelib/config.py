@@ -210,22 +210,42 @@ class TrainParams:
 
 @dataclasses.dataclass(frozen=True)
 class TransferParams:
-    """T1W -> multi-sequence label transfer and the kidney-DSC filter (STUDY.md stage 2)."""
+    """T1W -> multi-sequence label transfer and the kidney-DSC filter (STUDY.md stage 2;
+    :mod:`flarelib.pseudolabel.transfer`). Registration itself takes the ``registration`` section."""
 
+    body_mask: Literal["otsu", "otsu_percentile"] = "otsu_percentile"  # otsu: plain Otsu everywhere
+    otsu_percentile: float = 80.0
+    percentile_sequences: tuple[str, ...] = ("T1W", "EAP", "PVP", "DP")  # authors: T1W, EAP, PVP
+    registration_sampling: float | None = 0.05  # metric sampling fraction (None: registration's)
+    registration_iterations: int | None = 50  # iterations per level (None: registration's)
+    intensity_reference: str = "EAP"  # T2W and DWI are registered on intensities to this one, registered
+    intensity_metric: Literal["mattes", "meansquares"] = "mattes"
+    intensity_initializer: Literal["masks", "moments", "geometry"] = "masks"
     kidney_dilate_iterations: int = 6
+    kidney_exclude_labels: tuple[int, ...] = (1, 3, 7, 8, 12)  # liver, spleen, adrenals, duodenum
+    kidney_opening_iterations: int = 1
+    dark_kidney_sequences: tuple[str, ...] = ("IP",)  # Otsu keeps the dark side here
     dce_accept_one: float = 0.85
     other_accept_both: float = 0.8
     other_accept_one: float = 0.85
+    workers: int = 0  # patients in parallel processes; 0 = min(2, number of patients)
 
 
 @dataclasses.dataclass(frozen=True)
 class AnatomyParams:
-    """Anatomy-aware pseudo-label filter (paper eq. 6-8)."""
+    """Anatomy-aware pseudo-label filter (paper eq. 6-8; :mod:`flarelib.pseudolabel.anatomy`).
+
+    Sizes are voxel counts on a grid of ``reference_spacing_zyx`` (the paper's 3 x 1.2 x 1.2 mm);
+    on another grid they scale by the voxel volume (sizes) and the y spacing (the adrenals'
+    anterior-posterior extent). ``reference_spacing_zyx: null`` counts raw voxels of any grid.
+    """
 
     size_exist: int = 512
     size_tiny: int = 64
     adrenal_min_ap_extent: int = 15
     connectivity: Literal[6, 18, 26] = 6
+    reference_spacing_zyx: tuple[float, float, float] | None = (3.0, 1.2, 1.2)
+    on_failure: Literal["drop_case", "drop_organs"] = "drop_case"
 
 
 @dataclasses.dataclass(frozen=True)
