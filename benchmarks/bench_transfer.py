@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from flarelib.config import compose_params  # noqa: E402
 from flarelib.data.layout import discover, lld_patients  # noqa: E402
-from flarelib.data.prepare import ensure_data  # noqa: E402
+from flarelib.datasets import ensure_data  # noqa: E402
 from flarelib.io import read_image, read_label  # noqa: E402
 from flarelib.pseudolabel.transfer import transfer_patient  # noqa: E402
 

@@ -73,7 +73,7 @@ def _subsets_of_role(params: Params, roles: Sequence[str]) -> list[str]:
 def _data_root(params: Params, data_root: str | os.PathLike | None) -> Path:
     if data_root is not None:
         return Path(data_root)
-    from flarelib.data.prepare import ensure_data
+    from flarelib.datasets import ensure_data
 
     return ensure_data(params)
 

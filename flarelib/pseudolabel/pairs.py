@@ -169,8 +169,8 @@ def load_training_volumes(
     from flarelib.data.layout import Case
     from flarelib.io import read_image, reorient_to_lps
     from flarelib.preprocess import resample
-    from flarelib.train.cli import load_train_volume
     from flarelib.train.sampling import TrainVolume
+    from flarelib.train.stages import load_train_volume
 
     out = []
     for tc in tqdm(cases, desc="loading pseudo-labelled MR", disable=not progress, leave=False):
