@@ -443,11 +443,11 @@ def test_exported_runtime_agrees_with_torch(onnx_model, backend, package, tol):
 def test_auto_runtime_picks_the_fastest_installed(monkeypatch, installed, device, expected):
     import importlib.util
 
-    import flarelib.infer.sliding as sliding
+    import flarelib.infer.runtimes as runtimes
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        sliding.importlib.util,
+        runtimes.importlib.util,
         "find_spec",
         lambda name, *a: (
             (real("json") if name in installed else None)
