@@ -8,7 +8,7 @@ here needs a display, and figures are returned, optionally written as PNG).
   labels (each (z, x) pixel shows the most anterior organ along y, a flat stand-in for the paper's
   3-D renderings), titled with what the anatomy module says.
 * :func:`anatomy_examples`: Fig. 5's three kinds of case from one clean label: passing, duodenum
-  moved off the stomach (eq. 8), a second gallbladder (eq. 7).
+  moved off the stomach (eq. 8), a gallbladder split in two (eq. 7).
 
 Arrays are (z, y, x), LPS order (axis 1 anterior -> posterior).
 """
@@ -175,12 +175,13 @@ def anatomy_examples(
     seed: int = 0,
 ) -> list[tuple[str, np.ndarray, A.AnatomyResult]]:
     """Fig. 5's three cases from one clean label: as it is; the duodenum moved off the stomach
-    (``shift`` of organ 12); a displaced second gallbladder (``shift`` of organ 9). Each with its
+    (``shift`` of organ 12); the gallbladder split in two (``split`` of organ 9). Each with its
     :func:`~flarelib.pseudolabel.anatomy.check_anatomy` result, ready for :func:`anatomy_figure`."""
     out = [("clean label", label, A.check_anatomy(label, params, spacing_zyx=spacing_zyx))]
-    for k, (organ, title) in enumerate(((12, "duodenum off the stomach"), (9, "two gallbladders"))):
+    cases = ((12, "shift", "duodenum off the stomach"), (9, "split", "split gallbladder"))
+    for k, (organ, kind, title) in enumerate(cases):
         bad, _ = A.inject_violation(
-            label, "shift", A.injection_rng(seed, k), params, spacing_zyx=spacing_zyx, organ=organ
+            label, kind, A.injection_rng(seed, k), params, spacing_zyx=spacing_zyx, organ=organ
         )
         out.append((title, bad, A.check_anatomy(bad, params, spacing_zyx=spacing_zyx)))
     return out
