@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from flarelib.paths import remove_stale_temps
 from flarelib.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -303,6 +304,8 @@ def train(
         torch.backends.cudnn.benchmark = True
     amp = bool(cfg.amp and device.type == "cuda")
     out_dir = Path(cfg.out_dir)
+    if info.is_main:
+        remove_stale_temps(out_dir)  # half-written files of a run killed mid-write
     ckpt_path = out_dir / CHECKPOINT_NAME
     total = int(cfg.iterations)
 

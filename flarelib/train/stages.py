@@ -52,7 +52,7 @@ from flarelib.io import Volume
 from flarelib.models.configuration import check_params
 from flarelib.models.cyclegan import discriminator_from_params, generator_from_params
 from flarelib.models.unet import required_divisor, unet_from_params
-from flarelib.paths import remove_stale_temps, stage_dir
+from flarelib.paths import stage_dir
 from flarelib.preprocess import PreparedCase, prepare_case
 from flarelib.preprocess.prepare import Intensity
 from flarelib.registration.translation_data import align_domains
@@ -345,8 +345,6 @@ def train_segmentation(
         progress=progress and info.is_main,
     )
     validate = segmentation_validator(params, validation) if validation else None
-    if info.is_main:
-        remove_stale_temps(out_dir)  # half-written files of a run killed mid-write
     return train(system, batches, cfg, validate, dist_info=info)
 
 
@@ -410,8 +408,6 @@ def train_cyclegan(
         progress=progress and info.is_main,
     )
     cfg.amp = params.train.amp
-    if info.is_main:
-        remove_stale_temps(out_dir)  # half-written files of a run killed mid-write
     return train(system, batches, cfg, None, dist_info=info)
 
 
