@@ -288,6 +288,58 @@ class EvaluateParams:
     official_zrange_off_by_one: bool = True
 
 
+LabelledSource = Literal["ct", "t1w_pseudo", "transferred", "oracle_mr"]
+UnlabelledSource = Literal["lld", "amos"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage2Params:
+    """The run's multi-sequence model (notebook 03): what it learns from (STUDY.md stage 2; for
+    runs without stage 1 it is the run's only model: Table 5's baseline and semi-supervised rows).
+
+    ``labelled``: ``ct`` (labelled CT: manual, plus pseudo-labelled CT with more than
+    ``ct_pseudo_min_slices`` slices), ``t1w_pseudo`` (real T1W with stage 1's pseudo-labels),
+    ``transferred`` (the T1W pseudo-labels transferred to every accepted sequence, notebook 02, the
+    T1W itself included), ``oracle_mr`` (the phantom's true labels of the unlabelled MR: a ceiling no
+    method reaches). ``unlabelled``: the MR without labels a Mean Teacher learns from: ``lld``
+    (LLD-MMR-like patients; with ``transferred``, only their rejected sequences), ``amos``."""
+
+    labelled: tuple[LabelledSource, ...] = ("ct", "transferred")
+    unlabelled: tuple[UnlabelledSource, ...] = ("lld",)
+    mode: Literal["mean_teacher", "supervised"] = "mean_teacher"
+    ct_pseudo_min_slices: int = 150  # STUDY.md stage 2: pseudo-labelled CT only with more slices than this
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage3Params:
+    """Anatomy-aware refinement and iterative learning (STUDY.md stage 3; notebook 04).
+
+    Each iteration: the previous model predicts every MR volume of ``predict``; the anatomy filter
+    (``anatomy`` section) keeps what passes (``anatomy_filter: false`` keeps all); a new model trains
+    on the kept pseudo-labels + labelled CT (+ the other MR as unlabelled for a Mean Teacher).
+    ``iterations: 0``: no stage 3. ``final_iteration``: the iteration whose model the run reports
+    (0: the last), fixed in the run file beforehand, never picked on the validation scores."""
+
+    iterations: int = 3
+    anatomy_filter: bool = True
+    mode: Literal["mean_teacher", "supervised"] = "mean_teacher"
+    predict: tuple[UnlabelledSource, ...] = ("lld", "amos")
+    final_iteration: int = 0
+    warm_start: bool = False  # start each iteration from the previous model (train.init_from); paper: silent
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyParams:
+    """Which stages a run has and what each learns from (``flarelib.study``). The defaults are the
+    proposed method; each file in ``params/runs`` changes what its ablation changes."""
+
+    stage1: bool = True  # CycleGAN + stage-1 model + T1W pseudo-labels (notebook 01)
+    stage2: Stage2Params = dataclasses.field(default_factory=Stage2Params)
+    stage3: Stage3Params = dataclasses.field(default_factory=Stage3Params)
+    efficiency: bool = False  # notebook 06: the FLARE efficiency measurement of the final model
+    groups: tuple[str, ...] = ()  # run groups of `make reproduce RUNS=...` (table5, table6, fig6, phantom)
+
+
 @dataclasses.dataclass(frozen=True)
 class Params:
     """All params of one run. Top-level YAML keys are these fields (plus ``extends``)."""
@@ -305,6 +357,7 @@ class Params:
     infer: InferParams = dataclasses.field(default_factory=InferParams)
     postprocess: PostprocessParams = dataclasses.field(default_factory=PostprocessParams)
     evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
+    study: StudyParams = dataclasses.field(default_factory=StudyParams)
 
 
 # --------------------------------------------------------------------------------------------------
