@@ -30,7 +30,9 @@ COMMANDS: dict[str, dict[str, str]] = {
     },
     "flarelib.notebook_runner": {
         "run": "execute stage notebooks with papermill into outputs/",
-        "reproduce": "every stage notebook for every run in params/runs",
+    },
+    "flarelib.study.reproduce": {
+        "reproduce": "every stage notebook of every study run, then the report",
     },
     "flarelib.train.cli": {
         "train": "train one stage (CycleGAN, Mean Teacher or supervised U-Net); resumes its checkpoint",

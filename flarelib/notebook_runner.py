@@ -138,6 +138,7 @@ def run_stage(
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "DONE").unlink(missing_ok=True)
+    (folder / "SAME_AS").unlink(missing_ok=True)  # it pointed at another run's identical stage
     removed = remove_stale_temps(folder, recursive=True)  # a killed run's half-written files
     if removed:
         log(f"[tidy] removed {len(removed)} temporary file(s) an interrupted run left in {folder}")
@@ -205,24 +206,6 @@ def run_files(pattern: str = "*.yaml") -> list[Path]:
     return sorted((project_root() / "params" / "runs").glob(pattern))
 
 
-def reproduce(
-    profile: str, data: str = "phantom", runs: list[Path] | None = None, force: bool = False, log=print
-) -> list[StageResult]:
-    """Every stage notebook for every run file in ``params/runs`` (stops a run at its first failure)."""
-    notebooks = stage_notebooks()
-    if not notebooks:
-        log("not yet built: there are no stage notebooks in notebooks/")
-        return []
-    results: list[StageResult] = []
-    for run_file in runs or run_files():
-        for nb in notebooks:
-            result = run_stage(nb, run_file, profile, data, force=force, log=log)
-            results.append(result)
-            if result.status == "failed":
-                break
-    return results
-
-
 def _summarise(results: list[StageResult]) -> int:
     failed = [r for r in results if r.status == "failed"]
     done = sum(r.status == "done" for r in results)
@@ -249,14 +232,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _summarise(results)
 
 
-def _cmd_reproduce(args: argparse.Namespace) -> int:
-    runs = [Path(p) for p in args.runs] if args.runs else None
-    results = reproduce(args.profile, args.data, runs, force=args.force)
-    built = {nb.stem for nb in stage_notebooks()}
-    print(f"stages built: {', '.join(sorted(built)) or 'none'}")
-    return _summarise(results)
-
-
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("run", help="execute stage notebooks with papermill into outputs/")
     p.add_argument("stages", nargs="+", help="stage notebooks, e.g. 00_data (or 00)")
@@ -267,10 +242,3 @@ def add_cli(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="rerun even if DONE with the same params")
     p.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
     p.set_defaults(func=_cmd_run)
-
-    r = subparsers.add_parser("reproduce", help="every stage notebook for every run in params/runs")
-    r.add_argument("--profile", default="quick", choices=("smoke", "quick", "full"))
-    r.add_argument("--data", default="phantom", choices=("phantom", "real", "flare24"))
-    r.add_argument("--runs", nargs="*", help="run files (default: params/runs/*.yaml)")
-    r.add_argument("--force", action="store_true")
-    r.set_defaults(func=_cmd_reproduce)

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,10 @@ def transfer_diagnostics(
     seed: int = 0,
     patients: Sequence[str] | None = None,
     progress: bool = True,
+    t1w_labels: Mapping[str, str | os.PathLike] | None = None,
 ) -> TransferDiagnostics:
-    """Run the transfer on the phantom's LLD-MMR patients with their true T1W labels and score it.
+    """Run the transfer on the phantom's LLD-MMR patients with their true T1W labels (or the given
+    ``t1w_labels``: patient -> T1W pseudo-label file, e.g. stage 1's) and score it against the truth.
 
     ``out_dir`` receives ``transfer/`` (labels, rejected labels, transfer.csv/json) and
     ``transfer_diagnostics.csv``. ``t1w_errors``: None, ``erode1``, ``dilate1`` or ``shift1`` (seeded
@@ -198,11 +200,15 @@ def transfer_diagnostics(
             subset_of[p] = sub
     if not groups:
         raise FlareInputError(root, "no LLD-MMR patients found", "generate the phantom (flarelib generate)")
-    t1w_labels: dict[str, Path] = {}
+    given = t1w_labels
+    t1w_labels = {}
     for i, (p, seqs) in enumerate(groups.items()):
-        if "T1W" not in seqs:
+        if "T1W" not in seqs or (given is not None and p not in given):
             continue
-        path = _true_label_path(root, subset_of[p], seqs["T1W"].case_id)
+        if given is not None:
+            path = Path(given[p])
+        else:
+            path = _true_label_path(root, subset_of[p], seqs["T1W"].case_id)
         if t1w_errors:
             lab = read_label(path)
             rng = np.random.default_rng([int(seed), i])

@@ -137,6 +137,27 @@ def training_curves_figure(
     return fig
 
 
+def iterations_figure(table, *, peak: int | None = 3, out_png: str | Path | None = None):
+    """Fig. 6: validation mean DSC and NSD (0..1, shown x100) per self-training iteration.
+
+    ``table``: rows with ``iteration``, ``val_mean_dsc``, ``val_mean_nsd`` (iteration 0 = the model
+    the iterations start from). ``peak``: the paper's best iteration, marked for comparison."""
+    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    ax.plot(table["iteration"], 100 * table["val_mean_dsc"], "o-", label="DSC")
+    ax.plot(table["iteration"], 100 * table["val_mean_nsd"], "s-", label="NSD")
+    if peak is not None:
+        ax.axvline(peak, color="0.6", ls="--", lw=0.8, label=f"paper's best ({peak})")
+    ax.set_xlabel("self-training iteration", fontsize=8)
+    ax.set_ylabel("validation mean (%)", fontsize=8)
+    ax.set_xticks(list(table["iteration"]))
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    if out_png is not None:
+        save_figure(fig, out_png)
+    return fig
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Save a figure atomically (temp file + rename) as PNG."""
     import io
