@@ -34,12 +34,13 @@ test: setup ## fast tests (minutes, tiny volumes); real-data tests run when ../s
 smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom and real data
 	$(FLARELIB) run 00_data --profile smoke --data phantom
 	$(FLARELIB) run 01_stage1 --profile smoke --data phantom
+	$(FLARELIB) reproduce --profile smoke --data phantom --runs table5
 	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) run 00_data --profile smoke --data real && \
 		$(FLARELIB) run 01_stage1 --profile smoke --data real; \
 	else echo "real data not found (../shared/data or FLARE_DATA): real-data smoke skipped"; fi
 	$(PY) -m pytest -q -m slow
 
-reproduce: setup ## every stage notebook for every run in params/runs (PROFILE, DATA)
+reproduce: setup ## the study: every stage of every run (RUNS=table5|table6|fig6|phantom|names), shared stages once, resumable
 	$(FLARELIB) reproduce --profile $(PROFILE) --data $(DATA) $(if $(RUNS),--runs $(RUNS),)
 
 report: setup ## list the HTML reports rendered under outputs/ (each stage renders its own)
