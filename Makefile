@@ -43,8 +43,8 @@ smoke: setup ## end to end on the smoke profile: the stage notebooks through pap
 reproduce: setup ## the study: every stage of every run (RUNS=table5|table6|fig6|phantom|names), shared stages once, resumable
 	$(FLARELIB) reproduce --profile $(PROFILE) --data $(DATA) $(if $(RUNS),--runs $(RUNS),)
 
-report: setup ## list the HTML reports rendered under outputs/ (each stage renders its own)
-	@find outputs -name '*.html' -newer pyproject.toml | sort || true
+report: setup ## render every executed notebook of PROFILE to HTML (with code, and results only) + outputs/PROFILE/index.html
+	$(FLARELIB) report --profile $(PROFILE)
 
 lab: setup ## open the notebooks in JupyterLab (jupytext opens the .py files as notebooks)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -34,6 +34,9 @@ COMMANDS: dict[str, dict[str, str]] = {
     "flarelib.study.reproduce": {
         "reproduce": "every stage notebook of every study run, then the report",
     },
+    "flarelib.study.render": {
+        "report": "render every executed notebook to HTML (with and without code)",
+    },
     "flarelib.train.cli": {
         "train": "train one stage (CycleGAN, Mean Teacher or supervised U-Net); resumes its checkpoint",
     },

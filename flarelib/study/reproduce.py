@@ -11,7 +11,8 @@ papermill, from one Python process, then the report.
 * Resume: a finished stage (``DONE`` with the same params and notebook) is skipped; an interrupted
   one runs again and resumes what it resumes (training checkpoints, finished stage-3 iterations).
 * Progress: one line per stage with its time; a table of stage times at the end
-  (``outputs/<profile>/reproduce_times.csv``); then ``09_report`` (always rerun: it reads every run).
+  (``outputs/<profile>/reproduce_times.csv``); then ``09_report`` (always rerun: it reads every run)
+  and every executed notebook rendered to HTML with an index (:mod:`flarelib.study.render`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from flarelib.notebook_runner import (
 )
 from flarelib.paths import atomic_write_text, outputs_root, project_root, stage_dir
 from flarelib.study.flow import REPORT_STAGE, check_recipe, link_shared, stage_key, stages_of
+from flarelib.study.report import report_run_id
 
 __all__ = ["GROUPS", "reproduce", "select_runs"]
 
@@ -171,8 +173,12 @@ def reproduce(
     _write_times(profile, results)
     report = notebooks_report()
     if report is not None:
-        result = run_stage(report, planned[-1].file, profile, data, run_id="report", force=True, log=log)
+        rid = report_run_id(planned[-1].params.data.track)
+        result = run_stage(report, planned[-1].file, profile, data, run_id=rid, force=True, log=log)
         results.append(("report", result))
+    from flarelib.study.render import render_profile
+
+    render_profile(profile, log=log)
     log(f"reproduce finished in {time.perf_counter() - t0:.0f} s")
     return results
 

@@ -1,0 +1,312 @@
+"""The study report's tables: our runs' ``metrics.json`` files with the paper's numbers beside them.
+
+Every table is a :class:`pandas.DataFrame` in 0..100 (DSC, NSD x100), one row per run or organ, with
+``ours``, ``paper`` and ``diff = ours - paper`` columns; a run that has not been evaluated yet has
+NaN in its ``ours`` columns and the verdicts say so. Sources, for a profile and data track:
+
+* Tables 5 and 6: ``<run>/05_evaluate/metrics.json`` (the run's final model on the labelled MR
+  validation set; mean over cases of each case's mean over its organs).
+* Table 4: the same file of ``proposed`` (``per_organ``).
+* Fig. 6: ``proposed``'s ``03_stage2`` (iteration 0) and ``04_stage3`` (iterations 1..N) validation
+  scores.
+* Phantom-only diagnostics: ``01_stage1`` (pseudo-labels against the true MR labels), ``02_transfer``
+  (kidney filter precision/recall against the true transfer accuracy), ``oracle_mr`` (the ceiling).
+* Efficiency: ``proposed/06_efficiency/metrics.json`` when the run has that stage.
+
+Run folders are ``outputs/<profile>/<name>`` on the phantom and ``<name>_<track>`` on other tracks
+(:func:`flarelib.notebook_runner.run_id_for`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from flarelib.errors import FlareInputError
+from flarelib.paths import outputs_root
+from flarelib.study import paper
+from flarelib.study.flow import SAME_AS, STAGES, read_metrics
+
+__all__ = [
+    "EXTRA_RUNS",
+    "efficiency_table",
+    "fig6_table",
+    "phantom_diagnostics",
+    "report_run_id",
+    "run_id",
+    "run_scores",
+    "stage_status",
+    "table4",
+    "table5",
+    "table5_verdict",
+    "table6",
+    "table6_orderings",
+]
+
+#: Runs beyond the paper's tables (phantom only): the ceiling and the intensity-randomised baseline.
+EXTRA_RUNS = ("oracle_mr", "baseline_randaug")
+
+
+def run_id(name: str, track: str) -> str:
+    """The output folder name of run ``name`` on data ``track``."""
+    return name if track == "phantom" else f"{name}_{track}"
+
+
+def report_run_id(track: str) -> str:
+    """The report's own folder: one per data track, so the tracks' reports never overwrite each other."""
+    return run_id("report", track)
+
+
+def _metrics(profile: str, rid: str, stage: str) -> dict | None:
+    try:
+        return read_metrics(profile, rid, stage)
+    except FlareInputError:
+        return None
+
+
+def _pct(value) -> float:
+    return float("nan") if value is None else 100.0 * float(value)
+
+
+def run_scores(profile: str, track: str, names: list[str] | None = None) -> pd.DataFrame:
+    """Per run (index: run name): ``dsc, dsc_std, nsd, nsd_std`` (x100) and ``n_cases`` from its
+    ``05_evaluate`` metrics; runs not evaluated yet are left out."""
+    names = names or [*dict.fromkeys([*paper.TABLE5, *paper.TABLE6, *EXTRA_RUNS])]
+    rows = {}
+    for name in names:
+        m = _metrics(profile, run_id(name, track), "05_evaluate")
+        if m is None:
+            continue
+        rows[name] = {
+            "dsc": _pct(m.get("mean_dsc")),
+            "dsc_std": _pct(m.get("std_dsc")),
+            "nsd": _pct(m.get("mean_nsd")),
+            "nsd_std": _pct(m.get("std_nsd")),
+            "n_cases": m.get("n_cases"),
+        }
+    cols = ["dsc", "dsc_std", "nsd", "nsd_std", "n_cases"]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+
+
+def _beside_paper(scores: pd.DataFrame, reference: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    rows = []
+    for name, (p_dsc, p_nsd) in reference.items():
+        ours = scores.loc[name] if name in scores.index else None
+        dsc = float(ours["dsc"]) if ours is not None else math.nan
+        nsd = float(ours["nsd"]) if ours is not None else math.nan
+        rows.append(
+            {
+                "run": name,
+                "DSC": dsc,
+                "paper DSC": p_dsc,
+                "DSC diff": dsc - p_dsc,
+                "NSD": nsd,
+                "paper NSD": p_nsd,
+                "NSD diff": nsd - p_nsd,
+            }
+        )
+    return pd.DataFrame(rows).set_index("run")
+
+
+def table5(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 5 (baseline, semi_all_mr, proposed): our DSC/NSD beside the paper's."""
+    return _beside_paper(scores, paper.TABLE5)
+
+
+def table5_verdict(t5: pd.DataFrame) -> str:
+    """Whether Baseline < Semi (all MR) < Proposed holds on our DSC, in words with the numbers."""
+    dsc = t5["DSC"]
+    if dsc.isna().any():
+        missing = ", ".join(dsc.index[dsc.isna()])
+        return f"Table 5 ordering not decided: not evaluated yet: {missing}"
+    b, s, p = (float(dsc[n]) for n in paper.TABLE5)
+    holds = b < s < p
+    word = "holds" if holds else "does NOT hold"
+    return (
+        f"Baseline < Semi < Proposed {word} on our DSC: {b:.2f}, {s:.2f}, {p:.2f} "
+        f"(paper 72.75 < 73.14 < 81.60; ours: semi - baseline {s - b:+.2f}, proposed - semi {p - s:+.2f})"
+    )
+
+
+def table6(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 6 in the paper's order, with a ``stage`` column (stage-2 rows, then stage-3 rows)."""
+    t = _beside_paper(scores, paper.TABLE6)
+    t.insert(0, "stage", ["stage 2"] * 4 + ["stage 3"] * 3)
+    return t
+
+
+def table6_orderings(t6: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Each adjacent pair of Table 6 (the paper's rows rise monotonically but for one tie): the
+    paper's DSC step, ours, and whether ours has the same sign (a step under 0.05 counts as a tie
+    in the paper and matches any sign of ours). Returns the table and a one-line summary."""
+    rows = []
+    names = list(t6.index)
+    for a, b in itertools.pairwise(names):
+        paper_step = float(t6.loc[b, "paper DSC"] - t6.loc[a, "paper DSC"])
+        our_step = float(t6.loc[b, "DSC"] - t6.loc[a, "DSC"])
+        if math.isnan(our_step):
+            match = None
+        elif abs(paper_step) < 0.05:
+            match = True
+        else:
+            match = (paper_step > 0) == (our_step > 0)
+        rows.append(
+            {"from": a, "to": b, "paper step": paper_step, "our step": our_step, "same direction": match}
+        )
+    table = pd.DataFrame(rows)
+    decided = table["same direction"].dropna()
+    n_match = int(sum(bool(x) for x in decided))
+    summary = f"{n_match} of {len(decided)} adjacent orderings of Table 6 match the paper's direction"
+    if len(decided) < len(table):
+        summary += f" ({len(table) - len(decided)} not decided: runs not evaluated yet)"
+    if len(decided):
+        gap = (table["our step"] - table["paper step"]).abs().dropna()
+        summary += f"; steps differ from the paper's by {gap.mean():.2f} DSC points on average"
+    return table, summary
+
+
+def table4(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:
+    """Table 4: per organ ``DSC, DSC std, NSD, NSD std`` (x100) of run ``name`` beside the paper's."""
+    m = _metrics(profile, run_id(name, track), "05_evaluate")
+    per_organ = (m or {}).get("per_organ", {})
+    rows = []
+    for organ, (p_dsc, p_nsd) in paper.TABLE4.items():
+        r = per_organ.get(organ, {})
+        dsc, nsd = _pct(r.get("dsc")), _pct(r.get("nsd"))
+        rows.append(
+            {
+                "organ": organ,
+                "DSC": dsc,
+                "DSC std": _pct(r.get("dsc_std")),
+                "paper DSC": p_dsc,
+                "DSC diff": dsc - p_dsc,
+                "NSD": nsd,
+                "NSD std": _pct(r.get("nsd_std")),
+                "paper NSD": p_nsd,
+                "NSD diff": nsd - p_nsd,
+            }
+        )
+    return pd.DataFrame(rows).set_index("organ")
+
+
+def fig6_table(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:
+    """Fig. 6: per self-training iteration (0 = stage 2's model) the validation ``dsc, nsd`` (x100)
+    and kept/dropped pseudo-labels; empty when stage 3 has not run."""
+    rid = run_id(name, track)
+    s2, s3 = _metrics(profile, rid, "03_stage2"), _metrics(profile, rid, "04_stage3")
+    if s3 is None:
+        return pd.DataFrame(columns=["iteration", "dsc", "nsd", "kept", "dropped"])
+    rows = []
+    if s2 is not None:
+        dsc, nsd = _pct(s2.get("val_mean_dsc")), _pct(s2.get("val_mean_nsd"))
+        rows.append({"iteration": 0, "dsc": dsc, "nsd": nsd})
+    for it in s3.get("iterations", []):
+        rows.append(
+            {
+                "iteration": it["iteration"],
+                "dsc": _pct(it.get("val_mean_dsc")),
+                "nsd": _pct(it.get("val_mean_nsd")),
+                "kept": it.get("kept"),
+                "dropped": it.get("dropped"),
+            }
+        )
+    t = pd.DataFrame(rows)
+    t.attrs["final_iteration"] = s3.get("final_iteration")
+    return t
+
+
+def fig6_verdict(fig6: pd.DataFrame) -> str:
+    """Where our validation DSC peaks among iterations 1..N, against the paper's peak at 3."""
+    its = fig6[fig6["iteration"] > 0].dropna(subset=["dsc"])
+    if its.empty:
+        return "Fig. 6 not measured yet (the proposed run's stage 3 has not run)"
+    best = its.loc[its["dsc"].idxmax()]
+    return (
+        f"our validation DSC peaks at iteration {int(best['iteration'])} ({best['dsc']:.2f}); "
+        f"the paper's peaks at iteration {paper.FIG6_PEAK_ITERATION}; the run reports iteration "
+        f"{fig6.attrs.get('final_iteration')} (fixed in params, not chosen on validation scores)"
+    )
+
+
+def phantom_diagnostics(profile: str, track: str, scores: pd.DataFrame) -> pd.DataFrame:
+    """What only the phantom's truth can measure, as ``quantity, value, reference`` rows: stage 1's
+    pseudo-label DSC against the true MR labels, the kidney filter's precision and recall against
+    the true transfer accuracy (STUDY.md targets 0.9 / 0.7), and each run as a fraction of the
+    oracle ceiling."""
+    rid = run_id("proposed", track)
+    rows = []
+    s1 = _metrics(profile, rid, "01_stage1") or {}
+    if "pseudo_label_true_dsc" in s1:
+        rows.append(("stage 1: T1W pseudo-label DSC vs true MR labels", s1["pseudo_label_true_dsc"], ""))
+    if "val_mean_dsc" in s1:
+        rows.append(("stage 1: validation DSC (labelled MR)", s1["val_mean_dsc"], ""))
+    for key in ("translation_organ_mae", "translation_order_fraction"):
+        if key in s1:
+            ref = "target <= 20" if key.endswith("mae") else "target >= 0.90"
+            rows.append((f"stage 1: {key.removeprefix('translation_').replace('_', ' ')}", s1[key], ref))
+    tr = _metrics(profile, rid, "02_transfer") or {}
+    for key, ref in (("precision", "target >= 0.9"), ("recall", "target >= 0.7")):
+        if tr.get(key) is not None:
+            rows.append((f"kidney filter {key} (truly aligned among accepted / aligned)", tr[key], ref))
+    for key in ("true_dsc_accepted", "true_dsc_rejected"):
+        if tr.get(key) is not None:
+            rows.append((f"transferred labels: {key.replace('_', ' ')}", tr[key], ""))
+    if "oracle_mr" in scores.index and not math.isnan(scores.loc["oracle_mr", "dsc"]):
+        ceiling = float(scores.loc["oracle_mr", "dsc"])
+        rows.append(("oracle_mr DSC (supervised on the true MR labels: the ceiling)", ceiling / 100, ""))
+        for name in scores.index:
+            if name != "oracle_mr" and ceiling > 0:
+                fraction = float(scores.loc[name, "dsc"]) / ceiling
+                rows.append((f"{name}: fraction of the ceiling", fraction, ""))
+    return pd.DataFrame(rows, columns=["quantity", "value", "reference"])
+
+
+def efficiency_table(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:
+    """Table 8 averages of run ``name`` (from its ``06_efficiency`` metrics) beside the paper's;
+    empty when the stage has not run."""
+    m = _metrics(profile, run_id(name, track), "06_efficiency")
+    if m is None:
+        return pd.DataFrame(columns=["ours", "paper"])
+    from flarelib.evaluate.efficiency import PAPER_TABLE8
+
+    ours = m.get("table8", m.get("averages", m))
+    rows = {k: {"ours": ours.get(k), "paper": v} for k, v in PAPER_TABLE8.items()}
+    t = pd.DataFrame.from_dict(rows, orient="index")
+    t.attrs["machine"] = m.get("machine")
+    return t
+
+
+def stage_status(profile: str, track: str) -> pd.DataFrame:
+    """Runs (rows) x stages (columns): ``done``, ``shared`` (reused from an identical run), ``failed``
+    (an executed notebook with the error kept), ``started`` or empty; every run folder of the track."""
+    root = outputs_root() / profile
+    suffix = "" if track == "phantom" else f"_{track}"
+    rows = {}
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+            name = folder.name
+            if name.startswith("report"):
+                continue
+            if suffix and not name.endswith(suffix):
+                continue
+            if not suffix and any(name.endswith(f"_{t}") for t in ("real", "flare24")):
+                continue
+            rows[name.removesuffix(suffix) if suffix else name] = {
+                stage: _status(folder / stage, stage) for stage in STAGES
+            }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAGES)).fillna("")
+
+
+def _status(folder: Path, stage: str) -> str:
+    if not folder.is_dir():
+        return ""
+    if (folder / SAME_AS).is_file():
+        return "shared"
+    if (folder / "DONE").is_file():
+        return "done"
+    if (folder / f"{stage}.failed.ipynb").is_file():
+        return "failed"
+    return "started"
