@@ -21,3 +21,11 @@ def shared_data() -> Path:
     if not (root / "dataset.json").is_file():
         pytest.skip(f"../shared/data not found (set FLARE_DATA); looked in {root}")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _preprocessed_cache_in_tmp(tmp_path_factory):
+    """Tests keep the preprocessed-volume cache (flarelib.preprocess.cache) out of outputs/."""
+    if "FLARE_PREPROCESSED" not in os.environ:
+        os.environ["FLARE_PREPROCESSED"] = str(tmp_path_factory.mktemp("preprocessed"))
+    yield

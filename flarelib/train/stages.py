@@ -113,7 +113,11 @@ def stage_seed(master_seed: int, stage: str) -> int:
 
 #: Params added after checkpoints were first written, with the value that reproduces the older
 #: training: at that value they are left out of the hash, so those checkpoints still resume.
-_HASH_NEUTRAL = {("unet", "configuration"): "3d", ("train", "intensity_aug"): "none"}
+_HASH_NEUTRAL = {
+    ("unet", "configuration"): "3d",
+    ("train", "intensity_aug"): "none",
+    ("train", "init_from"): None,
+}
 
 
 def training_hash(params: Params, stage: str) -> str:
@@ -164,6 +168,38 @@ def prepare_layout_case(
     )
 
 
+def _prepared_arrays(
+    case: Case,
+    spacing_zyx: Sequence[float],
+    intensity: Intensity,
+    preprocess: PreprocessParams | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``prepare_layout_case``'s image and label arrays, through the preprocessed-volume cache
+    (:mod:`flarelib.preprocess.cache`: bit-identical, keyed by the files and every setting)."""
+    from flarelib.preprocess import cache
+
+    key = None
+    if cache.cache_dir() is not None and case.image.is_file():
+        label = case.label if case.label is not None and case.label.is_file() else None
+        if label is not None or case.label is None:
+            key = cache.cache_key(
+                case.image,
+                label,
+                spacing_zyx=spacing_zyx,
+                intensity=intensity,
+                modality=case.modality,
+                preprocess=preprocess,
+                label_map=case.label_map,
+            )
+            hit = cache.load(key, with_label=label is not None)
+            if hit is not None:
+                return hit
+    prep = prepare_layout_case(case, spacing_zyx, intensity, preprocess)
+    if key is not None:
+        cache.store(key, prep.image, prep.label)
+    return prep.image, prep.label
+
+
 def load_train_volume(
     case: Case,
     spacing_zyx: Sequence[float],
@@ -178,13 +214,13 @@ def load_train_volume(
     ``preprocess`` section's window or 40/400), ``"ct255"`` / ``"mr255"`` (CycleGAN, with the
     ``preprocess`` params section).
     """
-    prep = prepare_layout_case(case, spacing_zyx, intensity, preprocess)
+    image, label = _prepared_arrays(case, spacing_zyx, intensity, preprocess)
     annotated = None
-    if prep.label is not None and case.label_map is not None:
+    if label is not None and case.label_map is not None:
         annotated = case.label_map.annotated_mask()
     return TrainVolume(
-        prep.image,
-        prep.label,
+        image,
+        label,
         annotated,
         name=str(case.case_id),
         spacing_zyx=tuple(spacing_zyx),
@@ -315,6 +351,10 @@ def train_segmentation(
     seed = stage_seed(params.run.seed, stage)
     torch.manual_seed(seed)
     student = unet_from_params(params.unet)
+    if t.init_from:  # a fresh start from another stage's weights; a checkpoint of this stage resumes
+        from flarelib.checkpoint import init_weights
+
+        init_weights(student, t.init_from, params.infer.weights)
     system = MeanTeacher(student, params=t, seed=seed, eval_weights=params.infer.weights)
     intensity_aug = make_intensity_aug(t.intensity_aug, t.patch_zyx)
     if intensity_aug is not None and not any(v.modality == "CT" for v in labeled):
