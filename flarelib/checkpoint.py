@@ -126,6 +126,25 @@ def _state_dict_for(ckpt: Mapping[str, Any], path: Path, which: str) -> tuple[di
     )
 
 
+def init_weights(model: torch.nn.Module, checkpoint: str | Path, which: str = "teacher") -> str:
+    """Load a checkpoint's ``which`` network (else its only one) into ``model`` in place, to start a
+    training from it (``train.init_from``). Returns the network loaded; a checkpoint of another
+    architecture is a FlareInputError naming the file."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FlareInputError(path, "train.init_from: checkpoint not found", "train that stage first")
+    state, loaded = _state_dict_for(load_checkpoint(path), path, which)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FlareInputError(
+            path,
+            f"train.init_from: weights do not fit this network ({str(exc).splitlines()[0][:160]})",
+            "start from a checkpoint trained with the same unet params",
+        ) from None
+    return loaded
+
+
 def load_model(
     checkpoint: str | Path,
     params: Params | str | Path | None = None,

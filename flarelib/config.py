@@ -206,6 +206,9 @@ class TrainParams:
     prefetch: int = 2  # batches prepared ahead per loader worker
     log_every: int = 10  # iterations per flush of train_log.csv / TensorBoard
     validation_cases: int = 0  # labelled MR validation volumes used during training (0 = all)
+    # start the network from this checkpoint's weights (teacher, else student; a fresh start only:
+    # a stage's own checkpoint resumes as before). None: random init (the paper; it is silent on this)
+    init_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,6 +329,7 @@ class Stage3Params:
     predict: tuple[UnlabelledSource, ...] = ("lld", "amos")
     final_iteration: int = 0
     warm_start: bool = False  # start each iteration from the previous model (train.init_from); paper: silent
+    train_iterations: int = 0  # training iterations of each iteration's model (0: train.iterations)
 
 
 @dataclasses.dataclass(frozen=True)

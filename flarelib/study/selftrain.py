@@ -42,11 +42,14 @@ def iteration_key(params: Params) -> str:
     return params_hash({"stage2": stage_key(params, "03_stage2"), "anatomy": params.anatomy, "stage3": s3})
 
 
-def with_training(params: Params, mode: str, init_from: str | None = None) -> Params:
-    """``params`` with ``train.mode`` (and ``train.init_from`` when the params know it) replaced."""
+def with_training(params: Params, mode: str, init_from: str | None = None, iterations: int = 0) -> Params:
+    """``params`` with ``train.mode`` replaced, and ``train.init_from`` / ``train.iterations`` when
+    given (``iterations`` 0: unchanged)."""
     changes: dict[str, Any] = {"mode": mode}
     if init_from is not None:
         changes["init_from"] = init_from
+    if iterations > 0:
+        changes["iterations"] = iterations
     return dataclasses.replace(params, train=dataclasses.replace(params.train, **changes))
 
 
@@ -134,7 +137,7 @@ def _iteration(params: Params, k: int, previous: Path, folder: Path, log: Callab
         rest = [c for c in mr if c.case_id not in kept_ids]
         unlabelled = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in rest]
     init = str(previous) if s3.warm_start else None
-    p_k = with_training(params, s3.mode, init)
+    p_k = with_training(params, s3.mode, init, s3.train_iterations)
     result = train_model(p_k, f"stage3_iter{k}", folder / "model", labelled, unlabelled)
     model = folder / MODEL_FILE
     scores = score_model(params, model, folder)

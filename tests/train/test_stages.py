@@ -189,7 +189,7 @@ def test_2d_cyclegan_trains_and_translates_slice_by_slice(tmp_path):
 def test_new_keys_at_their_defaults_keep_the_hashes_of_older_checkpoints():
     p = Params()
     d = params_to_dict(p)
-    del d["unet"]["configuration"], d["train"]["intensity_aug"]
+    del d["unet"]["configuration"], d["train"]["intensity_aug"], d["train"]["init_from"]
     train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
     keep = {
         "seed": d["run"]["seed"],
@@ -212,3 +212,25 @@ def test_intensity_aug_without_ct_volumes_warns(make_volume, tmp_path):
     params = params_2d(iterations=1, intensity_aug="randconv")
     with pytest.warns(UserWarning, match=r"train\.intensity_aug: randconv remaps labelled CT only"):
         train_segmentation(params, "mt2d", tmp_path, [make_volume(0)], [], device="cpu", progress=False)
+
+
+def test_init_from_starts_both_networks_from_a_checkpoint_and_refuses_a_misfit(
+    make_volume, tmp_path, monkeypatch
+):
+    params = params_2d(iterations=2, intensity_aug="none")
+    _train(params, tmp_path / "first", make_volume)
+    start = load_checkpoint(tmp_path / "first" / CHECKPOINT_NAME)["modules"]["teacher"]
+    warm = params_2d(intensity_aug="none", init_from=str(tmp_path / "first" / CHECKPOINT_NAME))
+    assert training_hash(warm, "mt2d") != training_hash(params_2d(intensity_aug="none"), "mt2d")
+    seen = {}
+
+    def first_step(system, *args, **kwargs):  # what the training loop is handed
+        seen.update(student=system.student.state_dict(), teacher=system.teacher.state_dict())
+
+    monkeypatch.setattr(stages, "train", first_step)
+    _train(warm, tmp_path / "warm", make_volume)
+    for name in ("student", "teacher"):
+        assert all(torch.equal(seen[name][k], start[k]) for k in start), name
+    wider = dataclasses.replace(warm, unet=dataclasses.replace(warm.unet, channels=(8, 16, 32)))
+    with pytest.raises(FlareInputError, match="init_from: weights do not fit"):
+        _train(wider, tmp_path / "wider", make_volume)
