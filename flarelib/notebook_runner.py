@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from flarelib.paths import atomic_write_text, project_root, remove_stale_temps, 
 from flarelib.repro import save_run_record
 
 KERNEL_NAME = "python3"  # the kernel of the interpreter running the runner (the project's venv)
+STARTED = "STARTED"  # a stage folder's params hash when its run began (see clear_if_params_changed)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,25 @@ def is_done(folder: Path, phash: str, nbhash: str | None = None) -> bool:
     return record.get("params_hash") == phash and (nbhash is None or record.get("notebook_hash") == nbhash)
 
 
+def _recorded_hash(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("params_hash")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return None
+
+
+def clear_if_params_changed(folder: Path, phash: str, log=print) -> bool:
+    """Remove a stage folder's products made with other params (its ``STARTED`` or ``DONE`` records
+    the params hash it began with): a rerun after a changed value starts clean instead of resuming
+    a training checkpoint of the old params. Same params (an interrupted run): kept, to resume."""
+    previous = _recorded_hash(folder / STARTED) or _recorded_hash(folder / "DONE")
+    if previous is None or previous == phash or not folder.is_dir():
+        return False
+    log(f"[new ] {folder.name}: params changed ({previous} -> {phash}); removing its earlier products")
+    shutil.rmtree(folder)
+    return True
+
+
 def load_notebook(path: Path):
     """Read a jupytext percent script as a notebook with python kernel metadata."""
     import jupytext
@@ -103,11 +124,10 @@ def load_notebook(path: Path):
 
 
 def render_html(ipynb: Path, html: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
+    """The executed notebook as HTML, code included, machine paths removed (flarelib.publish)."""
+    from flarelib.publish import notebook_html
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
-    return atomic_write_text(html, body)
+    return notebook_html(ipynb, html, code=True)
 
 
 def run_stage(
@@ -136,12 +156,14 @@ def run_stage(
         log(f"[skip] {profile}/{run_id}/{stage}: done with the same params (hash {phash}) and notebook")
         return StageResult(stage, folder, "skipped", 0.0)
 
+    clear_if_params_changed(folder, phash, log)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "DONE").unlink(missing_ok=True)
     (folder / "SAME_AS").unlink(missing_ok=True)  # it pointed at another run's identical stage
     removed = remove_stale_temps(folder, recursive=True)  # a killed run's half-written files
     if removed:
         log(f"[tidy] removed {len(removed)} temporary file(s) an interrupted run left in {folder}")
+    atomic_write_text(folder / STARTED, json.dumps({"params_hash": phash}) + "\n")
     resolved = dump_params(params, folder / "params.yaml")
     out_nb = folder / f"{stage}.ipynb"
     partial = folder / f"{stage}.failed.ipynb"

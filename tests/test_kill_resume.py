@@ -278,3 +278,38 @@ def test_kill_9_of_flarelib_run_then_the_same_command_equals_an_uninterrupted_ru
     assert_same_weights(ref_stage / "train" / "checkpoint.pt", stage / "train" / "checkpoint.pt")
     assert log_rows(stage / "train" / "val_log.csv") == log_rows(ref_stage / "train" / "val_log.csv")
     assert log_rows(stage / "train" / "train_log.csv") == log_rows(ref_stage / "train" / "train_log.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# flarelib reproduce (make reproduce)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_kill_9_of_reproduce_mid_stage_then_rerun_finishes_with_the_same_metrics(tmp_path):
+    """The Table 5 baseline (00_data, 03_stage2, 05_evaluate) on the smoke profile: killed while
+    03_stage2 trains, the same command skips 00_data, reruns 03_stage2 and ends with the metrics of
+    an uninterrupted run."""
+    cmd = [*CLI, "reproduce", "--profile", "smoke", "--data", "phantom", "--runs", "baseline"]
+    ref_root, run_root = tmp_path / "ref_outputs", tmp_path / "outputs"
+    done = subprocess.run(cmd, env=env(FLARE_OUTPUTS=str(ref_root)), capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stage2 = run_root / "smoke" / "baseline" / "03_stage2"
+    status, _ = kill_when(
+        cmd,
+        lambda: (stage2 / "model" / "train_log.csv").is_file(),
+        env=env(FLARE_OUTPUTS=str(run_root)),
+        cwd=REPO,
+    )
+    assert status == -signal.SIGKILL
+    assert not (stage2 / "DONE").exists()
+    again = subprocess.run(
+        cmd, env=env(FLARE_OUTPUTS=str(run_root)), capture_output=True, text=True, cwd=REPO
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "[skip] smoke/baseline/00_data" in again.stdout
+    for stage in ("00_data", "03_stage2", "05_evaluate"):
+        assert (run_root / "smoke" / "baseline" / stage / "DONE").is_file(), stage
+    ref = json.loads((ref_root / "smoke" / "baseline" / "05_evaluate" / "metrics.json").read_text())
+    got = json.loads((run_root / "smoke" / "baseline" / "05_evaluate" / "metrics.json").read_text())
+    assert got == ref
+    assert not no_temps(run_root), no_temps(run_root)

@@ -111,3 +111,21 @@ def test_stage_notebooks_have_parameters_cells_with_three_literals():
             if "=" in line and not line.lstrip().startswith("#")
         ]
         assert names == ["params_file", "run_id", "profile"], path.name
+
+
+def test_changed_params_start_the_stage_clean_same_params_keep_its_products(sandbox):
+    """An interrupted stage keeps what it made (a training resumes its checkpoint); one rerun with
+    other params starts clean, so no checkpoint of the old params is resumed (or refused)."""
+    tmp_path, run_file, make = sandbox
+    nb = make("raise RuntimeError('interrupted')")
+    folder = tmp_path / "outputs" / "smoke" / "t" / "07_test"
+    logs: list[str] = []
+    assert nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append).status == "failed"
+    (folder / "checkpoint.pt").write_text("old training")
+    assert nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append).status == "failed"
+    assert (folder / "checkpoint.pt").is_file()  # same params: kept to resume
+    run_file.write_text("run:\n  name: t\ntrain:\n  iterations: 12\n")
+    nb = make("")
+    assert nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append).status == "done"
+    assert not (folder / "checkpoint.pt").exists()
+    assert any(line.startswith("[new ]") for line in logs)
