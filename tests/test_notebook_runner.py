@@ -111,3 +111,21 @@ def test_stage_notebooks_have_parameters_cells_with_three_literals():
             if "=" in line and not line.lstrip().startswith("#")
         ]
         assert names == ["params_file", "run_id", "profile"], path.name
+
+
+def test_run_command_passes_set_overrides(monkeypatch):
+    from flarelib.cli import main
+
+    seen = []
+
+    def fake_run_stage(stage, params_file, profile, data, **kw):
+        seen.append((stage, kw["overrides"]))
+        return nr.StageResult(stage, Path("."), "skipped", 0.0)
+
+    monkeypatch.setattr(nr, "run_stage", fake_run_stage)
+    argv = ["run", "06_efficiency", "--profile", "smoke", "--set", "efficiency.cases=1"]
+    assert main([*argv, "--set", "efficiency.ram_scope=system"]) == 0
+    assert seen == [("06_efficiency", {"efficiency": {"cases": 1, "ram_scope": "system"}})]
+    seen.clear()
+    assert main(["run", "00_data", "--profile", "smoke"]) == 0
+    assert seen == [("00_data", None)]
