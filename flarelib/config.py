@@ -291,6 +291,21 @@ class EvaluateParams:
     official_zrange_off_by_one: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class EfficiencyParams:
+    """FLARE efficiency measurement of a run's final model (notebook 06, runs with
+    ``study.efficiency``; :mod:`flarelib.evaluate.efficiency`): one predict process per case.
+
+    ``cases``: how many labelled MR validation cases are measured, spread evenly over their image
+    sizes, smallest and largest included (0: every case; the paper's Table 7 shows 8, its Table 8
+    averages 110). ``ram_scope``: ``tree`` (RSS of the predict process and its children) or
+    ``system`` (the machine's used memory, what the paper's 19.7 GB RAM figure looks like).
+    Only notebook 06 reads this section: it is in no other stage's key."""
+
+    cases: int = 8
+    ram_scope: Literal["tree", "system"] = "tree"
+
+
 LabelledSource = Literal["ct", "t1w_pseudo", "transferred", "oracle_mr"]
 UnlabelledSource = Literal["lld", "amos"]
 
@@ -340,7 +355,7 @@ class StudyParams:
     stage1: bool = True  # CycleGAN + stage-1 model + T1W pseudo-labels (notebook 01)
     stage2: Stage2Params = dataclasses.field(default_factory=Stage2Params)
     stage3: Stage3Params = dataclasses.field(default_factory=Stage3Params)
-    efficiency: bool = False  # notebook 06: the FLARE efficiency measurement of the final model
+    efficiency: bool = False  # notebook 06: FLARE efficiency of the final model (settings: efficiency)
     groups: tuple[str, ...] = ()  # run groups of `make reproduce RUNS=...` (table5, table6, fig6, phantom)
 
 
@@ -361,6 +376,7 @@ class Params:
     infer: InferParams = dataclasses.field(default_factory=InferParams)
     postprocess: PostprocessParams = dataclasses.field(default_factory=PostprocessParams)
     evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
+    efficiency: EfficiencyParams = dataclasses.field(default_factory=EfficiencyParams)
     study: StudyParams = dataclasses.field(default_factory=StudyParams)
 
 

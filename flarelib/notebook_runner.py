@@ -239,6 +239,11 @@ def _summarise(results: list[StageResult]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from flarelib.config import _deep_merge, parse_override
+
+    overrides: dict = {}
+    for text in args.set:
+        overrides = _deep_merge(overrides, parse_override(text))
     results = [
         run_stage(
             stage,
@@ -248,6 +253,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             force=args.force,
             html=not args.no_html,
+            overrides=overrides or None,
         )
         for stage in args.stages
     ]
@@ -263,4 +269,11 @@ def add_cli(subparsers) -> None:
     p.add_argument("--run-id", default=None, help="output folder name (default: run name [+ _track])")
     p.add_argument("--force", action="store_true", help="rerun even if DONE with the same params")
     p.add_argument("--no-html", action="store_true", help="skip the HTML rendering")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one value, e.g. --set efficiency.cases=1 (repeatable; part of the params hash)",
+    )
     p.set_defaults(func=_cmd_run)

@@ -75,6 +75,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "infer.windows_per_batch": (1, None, True, True),
     **{f"postprocess.{k}": (0, None, True, True) for k in ("min_slices", "liver_slab_margin")},
     "postprocess.spleen_margin": (0, None, True, True),
+    "efficiency.cases": (0, None, True, True),
 }
 
 

@@ -1,8 +1,10 @@
-"""Reproducibility: seeding, and the run record (params, versions, git sha) saved beside results."""
+"""Reproducibility: seeding, the run record (params, versions, git sha) saved beside results, and
+the description of the machine a measurement ran on (:func:`describe_machine`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import subprocess
@@ -76,6 +78,99 @@ def git_sha(root: Path | None = None) -> str:
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _ram_gib() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(float(line.split()[1]) * 1024 / 2**30, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _gpus() -> list[dict]:
+    """Name and memory (MiB) of each NVIDIA GPU, through NVML or ``nvidia-smi``; never through
+    CUDA, so that describing the machine adds no CUDA context to a device being measured."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        out = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(h)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            out.append({"name": name, "memory_mb": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**20)})
+        return out
+    except Exception:  # no package, no driver, no device
+        pass
+    try:
+        text = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    out = []
+    for line in text.strip().splitlines():
+        name, _, mem = line.rpartition(",")
+        try:
+            out.append({"name": name.strip(), "memory_mb": int(float(mem))})
+        except ValueError:
+            continue
+    return out
+
+
+def describe_machine() -> dict:
+    """The machine a measurement ran on: CPU model, logical cores (and those this process may use),
+    RAM (GiB), GPUs (name, memory MiB; ``gpu`` is the first one's name or None), torch and its CUDA
+    build, platform and python. Reads no CUDA state (see :func:`_gpus`)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        import torch
+
+        torch_version, torch_cuda = torch.__version__, torch.version.cuda
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch_version, torch_cuda = "not installed", None
+    gpus = _gpus()
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "ram_gib": _ram_gib(),
+        "gpu": gpus[0]["name"] if gpus else None,
+        "gpus": gpus,
+        "torch": torch_version,
+        "torch_cuda": torch_cuda,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
 
 
 def run_record(extra: dict | None = None) -> dict:

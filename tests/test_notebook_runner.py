@@ -129,3 +129,21 @@ def test_changed_params_start_the_stage_clean_same_params_keep_its_products(sand
     assert nr.run_stage(nb, run_file, "smoke", "phantom", log=logs.append).status == "done"
     assert not (folder / "checkpoint.pt").exists()
     assert any(line.startswith("[new ]") for line in logs)
+
+
+def test_run_command_passes_set_overrides(monkeypatch):
+    from flarelib.cli import main
+
+    seen = []
+
+    def fake_run_stage(stage, params_file, profile, data, **kw):
+        seen.append((stage, kw["overrides"]))
+        return nr.StageResult(stage, Path("."), "skipped", 0.0)
+
+    monkeypatch.setattr(nr, "run_stage", fake_run_stage)
+    argv = ["run", "06_efficiency", "--profile", "smoke", "--set", "efficiency.cases=1"]
+    assert main([*argv, "--set", "efficiency.ram_scope=system"]) == 0
+    assert seen == [("06_efficiency", {"efficiency": {"cases": 1, "ram_scope": "system"}})]
+    seen.clear()
+    assert main(["run", "00_data", "--profile", "smoke"]) == 0
+    assert seen == [("00_data", None)]

@@ -22,7 +22,10 @@ MB here is MiB (2^20 bytes), as NVML and FLARE's scripts report. The paper's Tab
 
 :func:`format_table` prints rows in the layout of the paper's Table 7 (per case: image size in
 (x, y, z), running time, max GPU, GPU AUC; then our RAM/CPU columns) and :func:`format_summary` the
-Table 8 averages, with the paper's numbers beside ours.
+Table 8 averages, with the paper's numbers beside ours. :func:`table7_frame` and
+:func:`table8_frame` are the same tables as pandas DataFrames (notebook 06): Table 7 ordered by
+image size, each case beside the paper's case nearest in voxels; Table 8 as ours / paper / ratio.
+:func:`spread_by_size` picks the cases to measure, evenly over the image sizes.
 """
 
 from __future__ import annotations
@@ -44,14 +47,22 @@ from typing import Any, Literal
 __all__ = [
     "PAPER_TABLE7",
     "PAPER_TABLE8",
+    "TABLE7_COLUMNS",
+    "TABLE8_ROWS",
     "CaseEfficiency",
     "ResourceSampler",
     "auc",
+    "averages",
     "format_summary",
     "format_table",
     "measure_cases",
     "measure_command",
     "nvml_available",
+    "paper_table7_frame",
+    "spread_by_size",
+    "table7_frame",
+    "table8_frame",
+    "voxels",
     "write_csv",
 ]
 
@@ -78,6 +89,16 @@ PAPER_TABLE8: dict[str, float] = {
     "cpu_auc": 262.62,
     "max_ram_mb": 19673.5,
     "ram_auc_mbs": 218337.4,
+}
+#: Table 8's quantities in its order: :class:`CaseEfficiency` field -> (the paper's name, unit).
+TABLE8_ROWS: dict[str, tuple[str, str]] = {
+    "time_s": ("Time", "s"),
+    "max_gpu_mb": ("GPU Memory", "MB"),
+    "gpu_auc_mbs": ("AUC GPU Time", "MB s"),
+    "cpu_percent": ("CPU Utilization", "%"),
+    "cpu_auc": ("AUC CPU Time", "% s"),
+    "max_ram_mb": ("RAM", "MB"),
+    "ram_auc_mbs": ("AUC RAM Time", "MB s"),
 }
 
 
@@ -474,7 +495,7 @@ def measure_cases(
     results = []
     for case in tqdm(list(inputs), desc="efficiency", unit="case", disable=not progress):
         cmd = predict_command(case, out_dir, model, params, extra)
-        name = Path(case).name.split(".")[0]
+        name = Path(case).name.split(".")[0].removesuffix("_0000")  # FLARE naming: no channel suffix
         results.append(measure_command(cmd, name, image_size_xyz(case), interval_s, gpu_index, ram_scope))
     return results
 
@@ -510,8 +531,8 @@ def format_table(results: Sequence[CaseEfficiency], paper: bool = True) -> str:
 
 def format_summary(results: Sequence[CaseEfficiency], paper: bool = True) -> str:
     """Table 8 layout: averages over the cases (ours, and the paper's row)."""
-    keys = ("time_s", "max_gpu_mb", "gpu_auc_mbs", "cpu_percent", "cpu_auc", "max_ram_mb", "ram_auc_mbs")
-    names = ("Time", "GPU Memory", "AUC GPU Time", "CPU Utilization", "AUC CPU Time", "RAM", "AUC RAM Time")
+    keys = tuple(TABLE8_ROWS)
+    names = tuple(name for name, _ in TABLE8_ROWS.values())
 
     def mean(key: str) -> float:
         vals = [getattr(r, key) for r in results if not math.isnan(getattr(r, key))]
@@ -522,6 +543,161 @@ def format_summary(results: Sequence[CaseEfficiency], paper: bool = True) -> str
     if paper:
         lines.append("| paper (n=110, RTX 4090) | " + " | ".join(_f(PAPER_TABLE8[k], 2) for k in keys) + " |")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables as DataFrames (notebook 06)
+# --------------------------------------------------------------------------------------------------
+
+
+def voxels(size: Sequence[int] | None) -> int | None:
+    """Number of voxels of an image size, or None when the size is unknown."""
+    return math.prod(int(v) for v in size) if size else None
+
+
+def _size_text(size: Sequence[int] | None) -> str:
+    return f"({', '.join(map(str, size))})" if size else ""
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def spread_by_size(items: Sequence[Any], sizes: Sequence[Sequence[int] | None], n: int) -> list[Any]:
+    """Up to ``n`` of ``items``, spread evenly over their image sizes (number of voxels), the
+    smallest and the largest included (``n`` = 1: the median), in increasing size; ``n`` <= 0 or
+    at least ``len(items)``: every item, in increasing size. Items of unknown size (None) sort last.
+    """
+    if len(items) != len(sizes):
+        raise ValueError(f"{len(items)} items but {len(sizes)} sizes")
+    order = sorted(range(len(items)), key=lambda i: (sizes[i] is None, voxels(sizes[i]) or 0, i))
+    if n <= 0 or n >= len(order):
+        return [items[i] for i in order]
+    if n == 1:
+        picks = [(len(order) - 1) // 2]
+    else:
+        step = (len(order) - 1) / (n - 1)
+        picks = [math.floor(k * step + 0.5) for k in range(n)]
+    return [items[order[p]] for p in picks]
+
+
+#: Column names of :func:`table7_frame` (ours, then the paper's nearest case).
+TABLE7_COLUMNS: tuple[str, ...] = (
+    "size (x, y, z)",
+    "voxels",
+    "time (s)",
+    "max GPU (MB)",
+    "GPU AUC (MB s)",
+    "max RAM (MB)",
+    "RAM AUC (MB s)",
+    "CPU (%)",
+    "exit",
+    "paper case",
+    "paper size (x, y, z)",
+    "paper voxels",
+    "paper time (s)",
+    "paper max GPU (MB)",
+    "paper GPU AUC (MB s)",
+)
+
+
+def _nearest_paper_case(n_voxels: int | None) -> tuple | None:
+    """The paper's Table 7 row whose image has the number of voxels nearest (in ratio) to ours."""
+    if not n_voxels:
+        return None
+    return min(PAPER_TABLE7, key=lambda row: abs(math.log(math.prod(row[1]) / n_voxels)))
+
+
+def table7_frame(results: Sequence[CaseEfficiency]):
+    """Our Table 7 as a DataFrame indexed by case, in increasing image size (voxels; unknown size
+    last), columns :data:`TABLE7_COLUMNS`: our time and memory figures, then the paper's case of
+    Table 7 nearest in voxels (RTX 4090: time and GPU only; empty when our size is unknown)."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        nv = voxels(r.size_xyz)
+        near = _nearest_paper_case(nv)
+        rows.append(
+            {
+                "case": r.case,
+                "size (x, y, z)": _size_text(r.size_xyz),
+                "voxels": nv,
+                "time (s)": r.time_s,
+                "max GPU (MB)": r.max_gpu_mb,
+                "GPU AUC (MB s)": r.gpu_auc_mbs,
+                "max RAM (MB)": r.max_ram_mb,
+                "RAM AUC (MB s)": r.ram_auc_mbs,
+                "CPU (%)": r.cpu_percent,
+                "exit": r.returncode,
+                "paper case": near[0] if near else "",
+                "paper size (x, y, z)": _size_text(near[1]) if near else "",
+                "paper voxels": math.prod(near[1]) if near else None,
+                "paper time (s)": _nan(near[2] if near else None),
+                "paper max GPU (MB)": _nan(near[3] if near else None),
+                "paper GPU AUC (MB s)": _nan(near[4] if near else None),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["case", *TABLE7_COLUMNS])
+    frame["_unknown"] = frame["voxels"].isna()
+    frame = frame.sort_values(["_unknown", "voxels"], kind="stable").drop(columns="_unknown")
+    for col in ("voxels", "paper voxels"):
+        frame[col] = frame[col].astype("Int64")
+    return frame.set_index("case")
+
+
+def paper_table7_frame():
+    """The paper's Table 7 (RTX 4090) as a DataFrame indexed by case, in the paper's order."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "case": case,
+                "size (x, y, z)": _size_text(size),
+                "voxels": math.prod(size),
+                "time (s)": t,
+                "max GPU (MB)": float(gmax),
+                "GPU AUC (MB s)": float(gauc),
+            }
+            for case, size, t, gmax, gauc in PAPER_TABLE7
+        ]
+    ).set_index("case")
+
+
+def averages(results: Sequence[CaseEfficiency]) -> dict[str, float]:
+    """Table 8: the mean of each :data:`TABLE8_ROWS` quantity over the cases that ran to the end
+    (exit status 0; NaN values, e.g. the GPU figures without a GPU, are skipped: all NaN gives
+    NaN), and ``n_cases``, the number of those cases."""
+    ok = [r for r in results if r.returncode == 0]
+    out: dict[str, float] = {}
+    for key in TABLE8_ROWS:
+        vals = [float(getattr(r, key)) for r in ok if not math.isnan(getattr(r, key))]
+        out[key] = sum(vals) / len(vals) if vals else math.nan
+    out["n_cases"] = len(ok)
+    return out
+
+
+def table8_frame(results: Sequence[CaseEfficiency]):
+    """Table 8 as a DataFrame indexed by the paper's names (Time, GPU Memory, ...): ``unit``,
+    ``ours`` (:func:`averages`), ``paper`` (:data:`PAPER_TABLE8`, 110 cases on an RTX 4090) and
+    ``ours / paper``. The paper's AUC CPU Time has no definition we reproduce (module docstring)."""
+    import pandas as pd
+
+    ours = averages(results)
+    rows = []
+    for key, (name, unit) in TABLE8_ROWS.items():
+        paper = PAPER_TABLE8[key]
+        rows.append(
+            {
+                "quantity": name,
+                "unit": unit,
+                "ours": ours[key],
+                "paper": paper,
+                "ours / paper": ours[key] / paper,
+            }
+        )
+    return pd.DataFrame(rows).set_index("quantity")
 
 
 def write_csv(results: Sequence[CaseEfficiency], path: str | os.PathLike) -> Path:

@@ -11,13 +11,15 @@ Stage notebooks (``notebooks/NN_name.py``), in order:
   model, e.g. Table 5's baseline);
 * ``04_stage3``: anatomy filter + iterative self-training (``study.stage3.iterations`` > 0);
 * ``05_evaluate``: the run's final model on the labelled MR validation set (FLARE DSC/NSD);
-* ``06_efficiency``: FLARE efficiency figures of the final model (``study.efficiency``);
+* ``06_efficiency``: FLARE efficiency figures of the final model (runs with ``study.efficiency``;
+  settings in the ``efficiency`` section);
 * ``09_report`` runs once after every run (:data:`REPORT_STAGE`), not per run.
 
 Sharing: a stage's *key* hashes exactly the params its result depends on (everything but the run's
-name, description and groups, and the ``study`` settings of later stages), plus the keys of the
-stages before it. Runs whose stage has the same key share one execution: the first run executes it,
-the others get a pointer (``SAME_AS``) to that folder; :func:`stage_output` follows it.
+name, description and groups, the ``study`` settings of later stages, and the ``efficiency``
+section, which only ``06_efficiency`` reads), plus the keys of the stages before it. Runs whose
+stage has the same key share one execution: the first run executes it, the others get a pointer
+(``SAME_AS``) to that folder; :func:`stage_output` follows it.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ def stage_key(params: Params, stage: str) -> str:
     d = params_to_dict(params)
     run = d.pop("run")
     study = d.pop("study")
+    efficiency = d.pop("efficiency")  # read by notebook 06 alone
+    if stage == "06_efficiency":
+        d["efficiency"] = efficiency
     if stage == "00_data":  # the data depend on the data sections and the seed alone
         return params_hash({"stage": stage, "seed": run["seed"], "data": d["data"], "phantom": d["phantom"]})
     index = STAGES.index(stage)

@@ -158,6 +158,43 @@ def iterations_figure(table, *, peak: int | None = 3, out_png: str | Path | None
     return fig
 
 
+def size_curve_figure(
+    series,
+    *,
+    xlabel: str = "image voxels",
+    ylabel: str = "running time (s)",
+    title: str | None = None,
+    out_png: str | Path | None = None,
+):
+    """Efficiency against image size (Table 7): one line of points per entry of ``series``
+    (label -> (x values, y values); NaN points dropped, sorted by x), log-scaled x. Returns the
+    Figure; writes a PNG when ``out_png`` is given."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.0))
+    markers = "os^vD"
+    for k, (label, (xs, ys)) in enumerate(series.items()):
+        pts = sorted(
+            (float(x), float(y)) for x, y in zip(xs, ys, strict=True) if np.isfinite(x) and np.isfinite(y)
+        )
+        if not pts:
+            continue
+        ax.plot(
+            [p[0] for p in pts], [p[1] for p in pts], marker=markers[k % len(markers)], lw=1.0, label=label
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, which="both", lw=0.3, alpha=0.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    if out_png is not None:
+        save_figure(fig, out_png)
+    return fig
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Save a figure atomically (temp file + rename) as PNG."""
     import io

@@ -25,6 +25,7 @@ def test_stages_follow_the_recipe():
         "03_stage2",
         "04_stage3",
         "05_evaluate",
+        "06_efficiency",
     ]
 
 
@@ -40,6 +41,16 @@ def test_runs_share_exactly_the_stages_they_have_in_common():
     # a different training setting is a different computation
     randaug = _p("baseline_randaug")
     assert stage_key(randaug, "03_stage2") != stage_key(baseline, "03_stage2")
+
+
+def test_efficiency_settings_are_in_the_key_of_notebook_06_alone():
+    import dataclasses
+
+    proposed = _p("proposed")
+    other = dataclasses.replace(proposed, efficiency=dataclasses.replace(proposed.efficiency, cases=1))
+    for stage in ("00_data", "01_stage1", "02_transfer", "03_stage2", "04_stage3", "05_evaluate"):
+        assert stage_key(other, stage) == stage_key(proposed, stage), stage
+    assert stage_key(other, "06_efficiency") != stage_key(proposed, "06_efficiency")
 
 
 def test_groups_select_their_runs():
