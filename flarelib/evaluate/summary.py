@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flarelib.labels import ORGANS
+
 __all__ = ["mean_scores", "organ_summary", "sequence_summary"]
 
 
 def organ_summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per organ (index ``organ_name``, in FLARE id order): ``dsc, dsc_std, nsd, nsd_std, n`` over cases.
-    std is the sample standard deviation (ddof 1; NaN with one case)."""
-    g = scores.sort_values("organ").groupby("organ_name", sort=False)
+    """Per organ (index: the organ's name in :data:`flarelib.labels.ORGANS`, e.g. ``"right kidney"``,
+    the names the paper's tables use, in FLARE id order): ``dsc, dsc_std, nsd, nsd_std, n`` over
+    cases. std is the sample standard deviation (ddof 1; NaN with one case)."""
+    named = scores.sort_values("organ").assign(organ_name=lambda d: d["organ"].map(ORGANS))
+    g = named.groupby("organ_name", sort=False)
     out = pd.DataFrame(
         {
             "dsc": g["dsc"].mean(),

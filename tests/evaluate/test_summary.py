@@ -12,7 +12,7 @@ from flarelib.evaluate.summary import mean_scores, organ_summary, sequence_summa
 def scores():
     rows = [
         # case a (T1W): liver 1.0/1.0, spleen 0.5/0.0 -> case mean 0.75 / 0.5
-        ("a", "T1W", 1, "liver", 1.0, 1.0),
+        ("a", "T1W", 1, "Liver", 1.0, 1.0),
         ("a", "T1W", 3, "spleen", 0.5, 0.0),
         # case b (T2W): liver 0.5/0.5, spleen 0.5/1.0 -> 0.5 / 0.75
         ("b", "T2W", 1, "liver", 0.5, 0.5),
