@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flarelib.config import Params, compose_params, dump_params, params_hash
 from flarelib.errors import FlareInputError
-from flarelib.paths import atomic_write_text, project_root, remove_stale_temps, stage_dir, temp_path
+from flarelib.paths import atomic_write_text, display_path, project_root, remove_stale_temps, stage_dir, temp_path
 from flarelib.repro import save_run_record
 
 KERNEL_NAME = "python3"  # the kernel of the interpreter running the runner (the project's venv)
@@ -205,7 +205,7 @@ def run_stage(
             "data_track": params.data.track,
             "params_hash": phash,
             "notebook_hash": nbhash,
-            "notebook": _display_path(nb_path),
+            "notebook": display_path(nb_path),
             "seconds": round(seconds, 2),
         },
     )
@@ -215,13 +215,6 @@ def run_stage(
     )
     log(f"[done] {profile}/{run_id}/{stage} in {seconds:.1f} s -> {folder}")
     return StageResult(stage, folder, "done", seconds)
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.relative_to(project_root()))
-    except ValueError:
-        return str(path)
 
 
 def run_files(pattern: str = "*.yaml") -> list[Path]:

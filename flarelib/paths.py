@@ -50,6 +50,20 @@ def outputs_root() -> Path:
     return Path(env).expanduser().resolve() if env else project_root() / "outputs"
 
 
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` for messages and metrics without machine-specific prefixes.
+
+    Relative to the outputs root (``outputs/...``) when under it, else to the project root, else as is:
+    ``$FLARE_OUTPUTS`` may lie outside the project (a test's temporary folder, a scratch disk).
+    """
+    p = Path(path)
+    for base, prefix in ((outputs_root(), "outputs"), (project_root(), "")):
+        with contextlib.suppress(ValueError):
+            rel = p.relative_to(base).as_posix()
+            return f"{prefix}/{rel}" if prefix else rel
+    return str(p)
+
+
 def stage_dir(profile: str, run: str, stage: str, root: Path | None = None) -> Path:
     """``outputs/<profile>/<run>/<stage>/`` (not created)."""
     for name, value in (("profile", profile), ("run", run), ("stage", stage)):

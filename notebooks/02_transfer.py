@@ -37,7 +37,7 @@ from IPython.display import display
 
 from flarelib.config import load_stage_params
 from flarelib.datasets import ensure_data
-from flarelib.paths import atomic_write_text, stage_dir
+from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.study.flow import stage_output
 from flarelib.study.transfer_stage import example_patient, run_transfer
 from flarelib.viz.pseudolabel_figures import kidney_filter_figure
@@ -47,7 +47,7 @@ out = stage_dir(profile, run_id, "02_transfer")
 out.mkdir(parents=True, exist_ok=True)
 root = ensure_data(params)
 stage1 = stage_output(profile, run_id, "01_stage1")
-print(f"T1W pseudo-labels from {stage1.relative_to(stage1.parents[2])}")
+print(f"T1W pseudo-labels from {display_path(stage1)}")
 
 # %% [markdown]
 # ## Transfer and filter every patient

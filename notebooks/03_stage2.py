@@ -38,7 +38,7 @@ from IPython.display import display
 
 from flarelib.config import load_stage_params
 from flarelib.datasets import ensure_data
-from flarelib.paths import atomic_write_text, stage_dir
+from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.study.flow import stage_output
 from flarelib.study.selftrain import MODEL_FILE, score_model, train_model, with_training
 from flarelib.study.sources import stage2_data
@@ -94,5 +94,5 @@ metrics = {
     **scores,
 }
 atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-print(f"checkpoint: {(out / MODEL_FILE).relative_to(out.parents[3])}")
+print(f"checkpoint: {display_path(out / MODEL_FILE)}")
 {k: v for k, v in metrics.items() if k != "sources"}

@@ -41,7 +41,7 @@ from flarelib.evaluate.cases import predict_and_score
 from flarelib.evaluate.summary import mean_scores, organ_summary, sequence_summary
 from flarelib.infer.pipeline import CasePredictor, output_name
 from flarelib.io import read_label
-from flarelib.paths import atomic_write_text, project_root, stage_dir
+from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.study.flow import final_model
 from flarelib.study.paper import TABLE4
 from flarelib.study.selftrain import _phantom_sequences
@@ -53,7 +53,7 @@ out.mkdir(parents=True, exist_ok=True)
 root = ensure_data(params)
 model = final_model(profile, run_id, params)
 val = select_cases(discover(params), "validation")
-print(f"model {model.relative_to(project_root())}; {len(val)} labelled MR validation cases")
+print(f"model {display_path(model)}; {len(val)} labelled MR validation cases")
 
 # %%
 predictor = CasePredictor.from_checkpoint(model, params=params)
@@ -97,7 +97,7 @@ plt.close(fig)
 # %%
 metrics = {
     "run": run_id,
-    "model": str(model.relative_to(project_root())),
+    "model": str(display_path(model)),
     **summary,
     "per_organ": {
         o: {k: (None if v != v else float(v)) for k, v in r.items() if k != "n"}

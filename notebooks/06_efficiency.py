@@ -57,7 +57,7 @@ from flarelib.evaluate.efficiency import (
     table8_frame,
     write_csv,
 )
-from flarelib.paths import atomic_write_text, project_root, stage_dir
+from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.repro import describe_machine
 from flarelib.study.flow import final_model
 from flarelib.viz.figures import size_curve_figure
@@ -73,7 +73,7 @@ cases = spread_by_size(val, sizes, params.efficiency.cases)
 machine = describe_machine()  # through NVML / nvidia-smi only: no CUDA context of ours on the device
 gpu_sampled = nvml_available(0)
 ran_on = machine["gpu"] if machine["gpu"] and machine["torch_cuda"] else "CPU"  # predict's --device auto
-print(f"model {model.relative_to(project_root())}")
+print(f"model {display_path(model)}")
 print(f"{len(cases)} of {len(val)} labelled MR validation cases: {', '.join(c.case_id for c in cases)}")
 print(
     f"machine: {machine['cpu']}, {machine['cores_usable']}/{machine['cores']} cores, "
@@ -148,7 +148,7 @@ def _json(d):
 order = {case: i for i, case in enumerate(table7.index)}  # Table 7's order: increasing image size
 metrics = {
     "run": run_id,
-    "model": str(model.relative_to(project_root())),
+    "model": str(display_path(model)),
     "ran_on": ran_on,
     "ram_scope": params.efficiency.ram_scope,
     "gpu_sampled": gpu_sampled,

@@ -179,3 +179,12 @@ def test_evaluate_refuses_an_unwritable_folder_before_scoring(tmp_path, capsys):
         assert err.count("\n") == 1 and "not writable" in err and str(locked) in err
     finally:
         locked.chmod(0o700)
+
+
+def test_display_path_is_relative_to_the_outputs_root_wherever_it_lies(tmp_path, monkeypatch):
+    from flarelib.paths import display_path, project_root
+
+    monkeypatch.setenv("FLARE_OUTPUTS", str(tmp_path / "elsewhere"))
+    assert display_path(tmp_path / "elsewhere" / "smoke" / "run" / "x.pt") == "outputs/smoke/run/x.pt"
+    assert display_path(project_root() / "notebooks" / "05_evaluate.py") == "notebooks/05_evaluate.py"
+    assert display_path(tmp_path / "other.pt") == str(tmp_path / "other.pt")
