@@ -28,7 +28,14 @@ from pathlib import Path
 
 from flarelib.config import Params, compose_params, dump_params, params_hash
 from flarelib.errors import FlareInputError
-from flarelib.paths import atomic_write_text, display_path, project_root, remove_stale_temps, stage_dir, temp_path
+from flarelib.paths import (
+    atomic_write_text,
+    display_path,
+    project_root,
+    remove_stale_temps,
+    stage_dir,
+    temp_path,
+)
 from flarelib.repro import save_run_record
 
 KERNEL_NAME = "python3"  # the kernel of the interpreter running the runner (the project's venv)
