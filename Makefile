@@ -18,6 +18,12 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
 
 setup: $(VENV)/.installed ## create .venv: pinned CPU torch first, then flarelib[dev,cpu-runtime], and a Jupyter kernel
+	@# headless Chromium for the viewers' browser test (tests/test_browser_widgets.py): Debian's packages, as root
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium/chromedriver missing (install Debian's chromium chromium-driver as root): the browser test skips (fails in CI)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
