@@ -47,6 +47,78 @@ def _centroid_world(vol: Volume, mask: np.ndarray) -> np.ndarray | None:
     return vol.world_coords(idx.mean(axis=0))
 
 
+def _axis_aligned(vol: Volume) -> bool:
+    return bool(np.allclose(np.abs(vol.direction), np.eye(3), atol=1e-3))
+
+
+def _slice_z(vol: Volume) -> np.ndarray:
+    """World z (mm) of every slice of an axis-aligned volume."""
+    k = np.arange(vol.shape[0], dtype=np.float64)
+    return vol.world_coords(np.stack([k, np.zeros_like(k), np.zeros_like(k)], axis=1))[:, 2]
+
+
+def _profile_z_offset(
+    fixed: Volume, f_fg: np.ndarray, moving: Volume, m_fg: np.ndarray, min_ncc: float = 0.8
+) -> float | None:
+    """The z translation (mm, fixed -> moving) that best matches the two masks' slice-area profiles
+    (normalised cross-correlation over an overlap of >= half the shorter foreground extent), or
+    None when the grids are not axis-aligned, the profiles are too short or flat, or the best
+    correlation is below ``min_ncc``.
+
+    A body's cross-section along z (chest, liver, pelvis) is anatomy; the centre of mass of a mask
+    cut by the field of view is not, where one volume covers more of the chest and another more of
+    the pelvis."""
+    if not (_axis_aligned(fixed) and _axis_aligned(moving)):
+        return None
+    profiles = []
+    for vol, fg in ((fixed, f_fg), (moving, m_fg)):
+        z = _slice_z(vol)
+        area = fg.reshape(fg.shape[0], -1).sum(axis=1) * float(vol.spacing_zyx[1] * vol.spacing_zyx[2])
+        order = np.argsort(z)
+        z, area = z[order], area[order].astype(np.float64)
+        if (area > 0).sum() < 4:
+            return None
+        profiles.append((z, area, *z[area > 0][[0, -1]]))
+    (zf, af, lo_f, hi_f), (zm, am, lo_m, hi_m) = profiles
+    step = float(min(fixed.spacing_zyx[0], moving.spacing_zyx[0]))
+    grid = np.arange(lo_f, hi_f + step / 2, step)
+    pf = np.interp(grid, zf, af)
+    min_overlap = 0.5 * min(hi_f - lo_f, hi_m - lo_m)
+    best, best_t = -np.inf, None
+    for t in np.arange(lo_m - hi_f, hi_m - lo_f + step / 2, step / 2):
+        inside = (grid + t >= lo_m) & (grid + t <= hi_m)
+        if inside.sum() < 4 or inside.sum() * step < min_overlap:
+            continue
+        a, b = pf[inside], np.interp(grid[inside] + t, zm, am)
+        if a.std() == 0 or b.std() == 0:
+            continue
+        ncc = float(np.mean((a - a.mean()) * (b - b.mean())) / (a.std() * b.std()))
+        if ncc > best:
+            best, best_t = ncc, float(t)
+    return best_t if best >= min_ncc else None
+
+
+def _initial_translation(
+    fixed: Volume, f_fg: np.ndarray, moving: Volume, m_fg: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """The start of a mask registration (fixed -> moving, mm x y z): z from the slice-area profiles
+    (:func:`_profile_z_offset`) with x and y from the centres of mass of the overlapping slabs, or
+    the difference of the world centres of mass where the profiles do not match."""
+    t_com = _centroid_world(moving, m_fg) - _centroid_world(fixed, f_fg)
+    tz = _profile_z_offset(fixed, f_fg, moving, m_fg)
+    if tz is None:
+        return t_com, "centre of mass"
+    zf, zm = _slice_z(fixed), _slice_z(moving)
+    lo, hi = max(zf.min(), zm.min() - tz), min(zf.max(), zm.max() - tz)  # the overlap, in fixed z
+    f_slab = f_fg & ((zf >= lo) & (zf <= hi))[:, None, None]
+    m_slab = m_fg & ((zm - tz >= lo) & (zm - tz <= hi))[:, None, None]
+    t = t_com.copy()
+    if f_slab.any() and m_slab.any():
+        t = _centroid_world(moving, m_slab) - _centroid_world(fixed, f_slab)
+    t[2] = tz
+    return t, "slice-area profile"
+
+
 def _levels(levels: int) -> tuple[list[int], list[float]]:
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
@@ -274,9 +346,14 @@ def register_translation(
     registration", used to align CycleGAN training data).
 
     * ``by="mask"``: ``fixed``/``moving`` are body masks (nonzero = body, e.g. :func:`body_mask`).
-      The translation starts at the difference of their world centres of mass and, with
+      The translation starts at the best match of the masks' slice-area profiles along z (x and y
+      from the centres of mass of the overlapping slabs), else at the difference of their world
+      centres of mass (``details["initializer"]``), and, with
       ``refine``, is optimised with MeanSquares on the masks (RegularStepGradientDescent, physical
-      shift scales, ``levels`` resolutions, seeded sampling).
+      shift scales, ``levels`` resolutions, seeded sampling). MeanSquares counts only the overlap,
+      so masks cut by different fields of view can slide apart until background meets background;
+      a refinement that lowers the mask Dice is therefore dropped for its start
+      (``details["initial_quality"]``, ``details["refined_quality"]``).
     * ``by="label"``: ``fixed``/``moving`` are label maps (FLARE ids). ``label_mode="centroids"``:
       the translation is the per-axis median, over the labels present in both, of the world
       centroid differences (robust to an organ cut by one field of view); no optimisation.
@@ -324,9 +401,10 @@ def register_translation(
         details.update(label_mode="centroids", labels=[int(v) for v in common])
         result = RegistrationResult(tx, float("nan"), 0, 0.0, None, "label centroids", details)
     else:
-        t_init = _centroid_world(moving, m_fg) - _centroid_world(fixed, f_fg)
+        t_init, init_kind = _initial_translation(fixed, f_fg, moving, m_fg)
         tx = sitk.TranslationTransform(3, tuple(float(v) for v in t_init))
         details["initial_translation_mm"] = [float(v) for v in t_init]
+        details["initializer"] = init_kind
         if by == "label":
             details["label_mode"] = "foreground"
         if refine:
@@ -348,8 +426,17 @@ def register_translation(
             f_img = fixed.with_array(f_fg.astype(np.float32)).to_sitk()
             m_img = moving.with_array(m_fg.astype(np.float32)).to_sitk()
             out, value, iters, per_level, stop, _ = _execute(reg, f_img, m_img)
-            tx = _as_translation(out)
+            refined = _as_translation(out)
             details.update(levels=levels, sampling=sampling, seed=seed, iterations_per_level=per_level)
+            # MeanSquares over the overlap only has a degenerate optimum: slide the masks apart until
+            # only background overlaps. Keep the refinement only where it does not lower the Dice.
+            q_init = _mask_quality(fixed.with_array(f_fg), moving.with_array(m_fg), tx)
+            q_refined = _mask_quality(fixed.with_array(f_fg), moving.with_array(m_fg), refined)
+            details.update(initial_quality=q_init, refined_quality=q_refined)
+            if q_refined >= q_init - 1e-3:
+                tx = refined
+            else:
+                stop = f"refinement lowered the mask Dice ({q_init:.3f} -> {q_refined:.3f}): kept the start"
             result = RegistrationResult(tx, value, iters, 0.0, None, stop, details)
         else:
             result = RegistrationResult(tx, float("nan"), 0, 0.0, None, "centre of mass", details)
