@@ -170,6 +170,7 @@ class CycleGANParams:
     translate_blend: Literal["gaussian", "linear"] = "gaussian"  # tile blending of translate_volume
     target_sequence: str | None = "T1W"  # domain B: unlabelled MR of this sequence (None: all MR)
     align_domains: bool = True  # translation registration of CT and MR onto one reference (STUDY.md)
+    fake_background: Literal["keep", "zero"] = "zero"  # fake MR outside the CT's body mask (see fake_mr)
 
 
 @dataclasses.dataclass(frozen=True)

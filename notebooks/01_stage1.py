@@ -89,6 +89,7 @@ ct_example = load_train_volume(ct_cases[0], spacing, "ct255", params.preprocess)
     params.cyclegan.patch_zyx,
     overlap=params.cyclegan.translate_overlap,
     blend=params.cyclegan.translate_blend,
+    background=params.cyclegan.fake_background,
 )
 real_example = load_train_volume(mr_cases[0], spacing, "mr255", params.preprocess)
 rows = [

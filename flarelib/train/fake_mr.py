@@ -77,6 +77,21 @@ def load_translator(
     return generator.to(device).eval(), record
 
 
+def zero_outside_body(fake: np.ndarray, ct255: np.ndarray) -> np.ndarray:
+    """``fake`` (z, y, x) with every voxel outside the Otsu body mask of ``ct255`` (the CT it was
+    translated from, on the same grid) set to 0, the MR background.
+
+    ``cyclegan.fake_background: zero`` (a deviation; the paper keeps the generator's output as it
+    is): where the MR volumes' fields of view hug the body, the generator never sees air in its
+    target domain and is free to paint the CT's air and table as tissue, which the segmentation
+    network would then learn as MR."""
+    from flarelib.io import Volume
+    from flarelib.preprocess import body_mask
+
+    body = body_mask(Volume(np.asarray(ct255, np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))).array
+    return np.where(body > 0, fake, 0.0).astype(np.float32)
+
+
 def translate_to_fake_mr(
     generator: nn.Module,
     ct_volumes: Sequence[TrainVolume],
@@ -84,6 +99,7 @@ def translate_to_fake_mr(
     *,
     overlap: float = 0.5,
     blend: str = "gaussian",
+    background: str = "keep",
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> list[TrainVolume]:
@@ -92,7 +108,8 @@ def translate_to_fake_mr(
     ``ct_volumes`` are what :func:`flarelib.train.stages.load_train_volume` gives with
     ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
     mask, and the name ``<name>_fake`` (modality ``"MR"``). A 2-D generator translates with one-slice
-    tiles (``patch_zyx = (1, Y, X)``): every slice once.
+    tiles (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the fake is 0
+    outside the CT's body mask (:func:`zero_outside_body`) before it is z-scored.
     """
     from tqdm.auto import tqdm
 
@@ -106,6 +123,8 @@ def translate_to_fake_mr(
                 vol.name, "this CT volume has no label to carry over", "translate labelled CT only"
             )
         fake = translate_volume(generator, vol.image, patch_zyx, overlap, blend=blend, device=device)
+        if background == "zero":
+            fake = zero_outside_body(fake, vol.image)
         out.append(
             TrainVolume(
                 zscore(fake).astype(np.float32),

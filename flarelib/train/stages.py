@@ -545,15 +545,27 @@ def _aligned_domains(
     aligned = align_domains(cts, mrs, levels=r.levels, sampling=r.sampling_fraction, seed=r.seed)
     sp = tuple(spacing)
     a = [
-        TrainVolume(v.array, None, None, name=c[0], spacing_zyx=sp, modality="CT")
+        TrainVolume(_content_slab(v.array), None, None, name=c[0], spacing_zyx=sp, modality="CT")
         for c, v in zip(cts, aligned.ct, strict=True)
     ]
     b = [
-        TrainVolume(v.array, None, None, name=m[0], spacing_zyx=sp, modality="MR")
+        TrainVolume(_content_slab(v.array), None, None, name=m[0], spacing_zyx=sp, modality="MR")
         for m, v in zip(mrs, aligned.mr, strict=True)
     ]
     record = {"reference_ct": aligned.reference_ct, "reference_mr": aligned.reference_mr, **aligned.record}
     return a, b, record
+
+
+def _content_slab(array: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
+    """``array`` (z, y, x) cut in z to the slices from the first to the last with more than
+    ``min_fraction`` nonzero voxels: a volume resampled onto the reference grid is 0 outside its own
+    field of view, and the CycleGAN's random slices would teach its discriminator that an empty
+    slice is MR (or CT)."""
+    filled = (array.reshape(array.shape[0], -1) > 0).mean(axis=1) > min_fraction
+    if not filled.any():
+        return array
+    k = np.flatnonzero(filled)
+    return array[k[0] : k[-1] + 1]
 
 
 def _fake_mr(
@@ -571,6 +583,7 @@ def _fake_mr(
         c.patch_zyx,
         overlap=c.translate_overlap,
         blend=c.translate_blend,
+        background=c.fake_background,
         device=device,
         progress=show,
     )

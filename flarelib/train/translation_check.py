@@ -29,6 +29,7 @@ from flarelib.evaluate.translation import organ_regions, translation_figures
 from flarelib.io import read_image, read_label
 from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
+from flarelib.train.fake_mr import zero_outside_body
 
 __all__ = ["phantom_translation_table", "summarise"]
 
@@ -88,6 +89,8 @@ def phantom_translation_table(
             fake = translate_volume(
                 generator, arr["ct"], c.patch_zyx, c.translate_overlap, blend=c.translate_blend
             )
+        if c.fake_background == "zero":
+            fake = zero_outside_body(fake, arr["ct"])
         regions = organ_regions(arr["label"])
         regions["fat"] = np.isin(arr["tissue"], FAT_TISSUES)
         regions["muscle"] = arr["tissue"] == int(Tissue.MUSCLE)

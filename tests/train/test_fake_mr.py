@@ -75,3 +75,26 @@ def test_unlabelled_ct_is_refused():
     g = generator_from_params(p.cyclegan).eval()
     with pytest.raises(FlareInputError, match="no label"):
         translate_to_fake_mr(g, [TrainVolume(np.zeros((8, 16, 16), np.float32), name="u")], (8, 16, 16))
+
+
+def test_fake_background_zero_keeps_the_body_and_clears_air_and_table():
+    from flarelib.train.fake_mr import zero_outside_body
+
+    ct = np.zeros((8, 40, 40), np.float32)
+    _, y, x = np.indices(ct.shape)
+    body = (y - 18) ** 2 + (x - 20) ** 2 <= 12**2
+    ct[body] = 150.0
+    ct[:, 36, 5:35] = 200.0  # the table, apart from the body
+    fake = np.full(ct.shape, 77.0, np.float32)
+    out = zero_outside_body(fake, ct)
+    assert np.all(out[body] == 77.0)
+    assert np.all(out[~body] == 0.0)
+    torch.manual_seed(0)
+    g = generator_from_params(_params().cyclegan).eval()
+    vol = TrainVolume(
+        ct, np.zeros(ct.shape, np.uint8), np.ones(14, bool), name="c", spacing_zyx=(4.0, 3.0, 3.0)
+    )
+    (kept,) = translate_to_fake_mr(g, [vol], (8, 16, 16), background="keep")
+    (zeroed,) = translate_to_fake_mr(g, [vol], (8, 16, 16), background="zero")
+    assert np.ptp(kept.image[~body]) > 0
+    assert np.ptp(zeroed.image[~body]) == 0  # one value (0, then z-scored) outside the body
