@@ -41,6 +41,12 @@ from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.study.flow import stage_output
 from flarelib.study.transfer_stage import example_patient, run_transfer
 from flarelib.viz.pseudolabel_figures import kidney_filter_figure
+from flarelib.viz.widgets import (
+    kidney_filter_viewer,
+    registration_figure,
+    registration_viewer,
+    transfer_registration_pairs,
+)
 
 params = load_stage_params(params_file, profile)
 out = stage_dir(profile, run_id, "02_transfer")
@@ -73,6 +79,22 @@ fig = kidney_filter_figure(
 )
 display(fig)
 plt.close(fig)
+
+# %% [markdown]
+# ## Interactive: the filter and the registrations of that patient (open with `make lab`)
+# The kidney-filter viewer browses Fig. 4's patient slice by slice (Fig. 4 is its static twin; the
+# other patients' results above hold records only, no views). The registration viewer shows each of
+# its sequences on the T1W grid before registration (headers alone) and after, as a checkerboard or
+# an overlay (T1W magenta, sequence green); its static twins follow it (checkerboard, middle slice).
+
+# %%
+display(kidney_filter_viewer(example, spacing_zyx=params.preprocess.target_spacing_zyx))
+fixed, pairs = transfer_registration_pairs(example)
+display(registration_viewer(fixed.array, pairs, spacing_zyx=fixed.spacing_zyx))
+for name, (before, after) in pairs.items():
+    fig = registration_figure(fixed.array, before, after, spacing_zyx=fixed.spacing_zyx, title=name)
+    display(fig)
+    plt.close(fig)
 
 # %%
 metrics.pop("report", None)

@@ -46,6 +46,7 @@ from flarelib.study.flow import final_model
 from flarelib.study.paper import TABLE4
 from flarelib.study.selftrain import _phantom_sequences
 from flarelib.viz.figures import case_slices_figure
+from flarelib.viz.widgets import SegmentationCase, segmentation_figure, segmentation_viewer
 
 params = load_stage_params(params_file, profile)
 out = stage_dir(profile, run_id, "05_evaluate")
@@ -84,15 +85,29 @@ display((100 * per_seq[["dsc", "nsd"]]).round(1).assign(n=per_seq["n"]))
 
 # %%
 spacing = params.preprocess.target_spacing_zyx
-rows = []
+rows, cases = [], {}
 for case in val[:3]:
     image, label = load_case(case)
     pred = read_label(out / "predictions" / output_name(case.image))
     rows.append((f"{case.case_id} truth", image.array, label.array, image.spacing_zyx, "MR"))
     rows.append((f"{case.case_id} prediction", image.array, pred.array, image.spacing_zyx, "MR"))
+    cases[case.case_id] = SegmentationCase(image.array, label.array, pred.array, image.spacing_zyx)
 fig = case_slices_figure(rows, n_slices=3, out_png=out / "overlays.png")
 display(fig)
 plt.close(fig)
+
+# %% [markdown]
+# ## Interactive: ground truth vs prediction on the same cases (open with `make lab`)
+# Pick a case, a slice and the organs to show; the table and the legend give each organ's plain DSC
+# over the whole volume (no FLARE rules: organs absent from both read "absent"). Its static twins
+# follow it (each case at the middle of its labelled range, every organ).
+
+# %%
+display(segmentation_viewer(cases))
+for name, c in cases.items():
+    fig = segmentation_figure(c.image, c.truth, c.prediction, spacing_zyx=c.spacing_zyx, title=name)
+    display(fig)
+    plt.close(fig)
 
 # %%
 metrics = {

@@ -4,7 +4,9 @@ Import this module explicitly (``from flarelib.viz.widgets import ...``): nothin
 imports it, so headless runs never load ipywidgets.
 
 * :func:`registration_viewer` / :func:`registration_figure`: a moving image on the fixed grid before
-  and after registration, as a checkerboard or a colour overlay (fixed magenta, moving green).
+  and after registration, as a checkerboard or a colour overlay (fixed magenta, moving green);
+  inputs from volumes and transforms (:func:`registration_pairs`) or from a patient's label transfer
+  (:func:`transfer_registration_pairs`).
 * :func:`kidney_filter_viewer` / :func:`~flarelib.viz.pseudolabel_figures.kidney_filter_figure`:
   stage 2's kidney-DSC filter per patient (table of DSCs and decisions; T1W kidney pseudo-label
   against each sequence's coarse kidney).
@@ -53,6 +55,7 @@ __all__ = [
     "segmentation_figure",
     "segmentation_viewer",
     "synthetic_examples",
+    "transfer_registration_pairs",
     "transfer_table_html",
 ]
 
@@ -166,6 +169,44 @@ def registration_pairs(fixed, moving: Mapping[str, Any], transforms: Mapping[str
         after = apply_transform(vol, t, fixed).array.astype(np.float32)
         out[name] = (before, after)
     return out
+
+
+def transfer_registration_pairs(
+    result: PatientTransfer, sequences: Sequence[str] | None = None
+) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """:func:`registration_pairs` of one patient's label transfer, from its records alone.
+
+    ``result``: a :class:`~flarelib.pseudolabel.transfer.PatientTransfer` (views not needed); the
+    records' image files are read again and their T1W -> sequence transforms applied. A patient the
+    transfer z-flipped (``result.zflip``) is flipped alike before resampling, since its transforms
+    refer to the flipped volumes (arrays then in the z-fixed voxel order, as its kidney views).
+    ``sequences``: which to return (default every registered one but the T1W; OP reuses IP's
+    transform). Returns ``(fixed, pairs)``: the T1W :class:`~flarelib.io.Volume` (spacing in mm)
+    and name -> ``(before, after)``, (z, y, x) float32 on its grid.
+    """
+    from flarelib.io import read_image
+    from flarelib.preprocess import flip_z
+
+    by_seq = {r.sequence: r for r in result.records}
+    ref = by_seq.get("T1W")
+    if ref is None or ref.image is None:
+        raise ValueError(f"transfer_registration_pairs: no T1W image file among {result.patient}'s records")
+    names = [
+        r.sequence
+        for r in result.records
+        if r.sequence != "T1W"
+        and r.transform is not None
+        and r.image is not None
+        and (sequences is None or r.sequence in sequences)
+    ]
+
+    def read(path: str):
+        vol = read_image(path)
+        return flip_z(vol) if result.zflip else vol
+
+    fixed = read(ref.image)
+    moving = {s: read(by_seq[s].image) for s in names}
+    return fixed, registration_pairs(fixed, moving, {s: by_seq[s].get_transform() for s in names})
 
 
 def _registration_panel(fixed2d, moving2d, mode: str, tile: int, rf, rm) -> np.ndarray:

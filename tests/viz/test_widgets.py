@@ -185,6 +185,40 @@ def test_registration_pairs_identity_and_shift():
     np.testing.assert_allclose(after[:, :, :-1], arr[:, :, 1:], atol=1e-4)
 
 
+@pytest.mark.parametrize("zflip", [False, True])
+def test_transfer_registration_pairs_reads_records(tmp_path, zflip):
+    import SimpleITK as sitk
+
+    from flarelib.io import Volume, write_image
+    from flarelib.pseudolabel.transfer import PatientTransfer, SequenceRecord
+    from flarelib.registration import transform_to_dict
+
+    rng = np.random.default_rng(1)
+    arr = ndi_smooth(rng.normal(size=(5, 8, 9)).astype(np.float32))
+    vol = Volume(arr, (2.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    files = {s: str(write_image(vol, tmp_path / f"p_{s}.nii.gz")) for s in ("T1W", "EAP", "PVP")}
+    shift = transform_to_dict(sitk.TranslationTransform(3, (1.0, 0.0, 0.0)))  # one voxel along x
+    ident = transform_to_dict(sitk.Euler3DTransform())
+    records = [
+        SequenceRecord("p", "T1W", "p_T1W", "reference", "", transform=ident, image=files["T1W"]),
+        SequenceRecord("p", "EAP", "p_EAP", "accept", "", transform=shift, image=files["EAP"]),
+        SequenceRecord("p", "PVP", "p_PVP", "reject", "", transform=ident, image=files["PVP"]),
+        SequenceRecord("p", "DP", "p_DP", "missing", "no volume"),
+    ]
+    result = PatientTransfer("p", records, 0.0, zflip=zflip)
+    fixed, pairs = V.transfer_registration_pairs(result)
+    want = arr[::-1] if zflip else arr
+    assert fixed.spacing_zyx == (2.0, 1.0, 1.0)
+    np.testing.assert_allclose(fixed.array, want, atol=1e-4)
+    assert list(pairs) == ["EAP", "PVP"]
+    before, after = pairs["EAP"]
+    np.testing.assert_allclose(before, want, atol=1e-4)
+    np.testing.assert_allclose(after[:, :, :-1], want[:, :, 1:], atol=1e-4)
+    assert list(V.transfer_registration_pairs(result, sequences=["PVP"])[1]) == ["PVP"]
+    with pytest.raises(ValueError, match="no T1W"):
+        V.transfer_registration_pairs(PatientTransfer("p", records[1:], 0.0))
+
+
 def ndi_smooth(a: np.ndarray) -> np.ndarray:
     from scipy import ndimage as ndi
 
