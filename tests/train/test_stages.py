@@ -234,3 +234,15 @@ def test_init_from_starts_both_networks_from_a_checkpoint_and_refuses_a_misfit(
     wider = dataclasses.replace(warm, unet=dataclasses.replace(warm.unet, channels=(8, 16, 32)))
     with pytest.raises(FlareInputError, match="init_from: weights do not fit"):
         _train(wider, tmp_path / "wider", make_volume)
+
+
+def test_content_slab_cuts_the_empty_slices_a_resampled_volume_has_outside_its_field_of_view():
+    from flarelib.train.stages import _content_slab
+
+    vol = np.zeros((10, 8, 8), np.float32)
+    vol[3:7, 1:7, 1:7] = 50.0
+    vol[8, 0, 0] = 1.0  # a lone voxel (interpolation ringing) does not count as content
+    assert _content_slab(vol).shape == (4, 8, 8)
+    assert np.array_equal(_content_slab(vol), vol[3:7])
+    empty = np.zeros((5, 4, 4), np.float32)
+    assert _content_slab(empty) is empty
