@@ -77,19 +77,30 @@ def load_translator(
     return generator.to(device).eval(), record
 
 
+def ct_body_mask(ct255: np.ndarray, threshold: float = 2.0) -> np.ndarray:
+    """The body of a windowed CT (z, y, x; 0..255, window [-160, 240] HU): voxels above
+    ``threshold`` (about -157 HU, so fat counts as body and air does not), the largest 26-connected
+    component, holes filled slice by slice (lungs, bowel gas). Otsu is no body mask here: on
+    windowed CT its threshold falls between fat and soft tissue and cuts the fat away."""
+    import cc3d
+    from scipy import ndimage
+
+    fg = np.asarray(ct255) > threshold
+    if not fg.any():
+        return fg
+    fg = cc3d.largest_k(fg, k=1, connectivity=26) > 0
+    return np.stack([ndimage.binary_fill_holes(sl) for sl in fg])
+
+
 def zero_outside_body(fake: np.ndarray, ct255: np.ndarray) -> np.ndarray:
-    """``fake`` (z, y, x) with every voxel outside the Otsu body mask of ``ct255`` (the CT it was
-    translated from, on the same grid) set to 0, the MR background.
+    """``fake`` (z, y, x) with every voxel outside the body of ``ct255`` (the CT it was translated
+    from, on the same grid; :func:`ct_body_mask`) set to 0, the MR background.
 
     ``cyclegan.fake_background: zero`` (a deviation; the paper keeps the generator's output as it
     is): where the MR volumes' fields of view hug the body, the generator never sees air in its
     target domain and is free to paint the CT's air and table as tissue, which the segmentation
     network would then learn as MR."""
-    from flarelib.io import Volume
-    from flarelib.preprocess import body_mask
-
-    body = body_mask(Volume(np.asarray(ct255, np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))).array
-    return np.where(body > 0, fake, 0.0).astype(np.float32)
+    return np.where(ct_body_mask(ct255), fake, 0.0).astype(np.float32)
 
 
 def translate_to_fake_mr(

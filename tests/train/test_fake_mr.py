@@ -84,6 +84,11 @@ def test_fake_background_zero_keeps_the_body_and_clears_air_and_table():
     _, y, x = np.indices(ct.shape)
     body = (y - 18) ** 2 + (x - 20) ** 2 <= 12**2
     ct[body] = 150.0
+    fat = np.zeros_like(body)
+    fat[:, 8:12, 10:30] = True  # fat (about -110 HU) at the body's edge: body, whatever Otsu says
+    ct[fat] = 30.0
+    body |= fat
+    ct[:, 16:20, 16:20] = 0.0  # gas inside the body: a hole, filled
     ct[:, 36, 5:35] = 200.0  # the table, apart from the body
     fake = np.full(ct.shape, 77.0, np.float32)
     out = zero_outside_body(fake, ct)
