@@ -37,12 +37,11 @@ $(VENV)/.installed: pyproject.toml
 test: setup ## fast tests (minutes, tiny volumes); real-data tests run when ../shared/data exists
 	$(PY) -m pytest -q -m "not slow"
 
-smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom and real data
+smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom (Table 5) and the real track's five runs
 	$(FLARELIB) run 00_data --profile smoke --data phantom
 	$(FLARELIB) run 01_stage1 --profile smoke --data phantom
 	$(FLARELIB) reproduce --profile smoke --data phantom --runs table5
-	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) run 00_data --profile smoke --data real && \
-		$(FLARELIB) run 01_stage1 --profile smoke --data real; \
+	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) reproduce --profile smoke --data real; \
 	else echo "real data not found (../shared/data or FLARE_DATA): real-data smoke skipped"; fi
 	$(PY) -m pytest -q -m slow
 

@@ -78,6 +78,10 @@ class DataParams:
     manifest: str = "dataset.json"
     subsets: dict[str, SubsetLayout] = dataclasses.field(default_factory=dict)
     sequences_required: tuple[str, ...] = ("T1W", "EAP", "PVP", "DP", "T2W", "DWI", "IP", "OP")
+    #: the unlabelled MR has several sequences per patient (LLD-MMR-like), so stage 2's label
+    #: transfer applies; false (the real track: CHAOS T2 only): stage 2 learns from stage 1's
+    #: pseudo-labels of the target sequence instead (:func:`flarelib.study.flow.labelled_sources`)
+    multi_sequence: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,7 +361,8 @@ class StudyParams:
     stage2: Stage2Params = dataclasses.field(default_factory=Stage2Params)
     stage3: Stage3Params = dataclasses.field(default_factory=Stage3Params)
     efficiency: bool = False  # notebook 06: FLARE efficiency of the final model (settings: efficiency)
-    groups: tuple[str, ...] = ()  # run groups of `make reproduce RUNS=...` (table5, table6, fig6, phantom)
+    export: bool = False  # notebook 05: the reported model + model card to outputs/models/<profile>/
+    groups: tuple[str, ...] = ()  # run groups of `make reproduce RUNS=...` (table5, table6, fig6, phantom, real)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -664,7 +669,9 @@ def compose_params(
     params_dir: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Params:
-    """The params of one run: ``profiles/<profile>.yaml`` + ``data/<data>.yaml`` + ``run_file``.
+    """The params of one run: ``profiles/<profile>.yaml`` + ``data/<data>.yaml`` (+
+    ``data/<data>.<profile>.yaml``, a track's settings for one profile, where it exists) +
+    ``run_file``.
 
     Run files are overlays: they hold only what a run changes and never extend base.yaml (that
     would undo the profile); they may extend other run files.
@@ -681,6 +688,9 @@ def compose_params(
                 None, f"unknown data track {data!r}", f"use one of {', '.join(DATA_TRACKS)}"
             )
         layers.append(params_dir / "data" / f"{data}.yaml")
+        per_profile = params_dir / "data" / f"{data}.{profile}.yaml"
+        if per_profile.is_file():
+            layers.append(per_profile)
     layers.append(Path(run_file))
     return load_layers(layers, overrides)
 

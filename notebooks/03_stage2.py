@@ -39,7 +39,7 @@ from IPython.display import display
 from flarelib.config import load_stage_params
 from flarelib.datasets import ensure_data
 from flarelib.paths import atomic_write_text, display_path, stage_dir
-from flarelib.study.flow import stage_output
+from flarelib.study.flow import labelled_sources, single_sequence_note, stage_output
 from flarelib.study.selftrain import MODEL_FILE, score_model, train_model, with_training
 from flarelib.study.sources import stage2_data
 from flarelib.viz.figures import training_curves_figure
@@ -50,8 +50,11 @@ out.mkdir(parents=True, exist_ok=True)
 root = ensure_data(params)
 s2 = params.study.stage2
 stage1 = stage_output(profile, run_id, "01_stage1") if params.study.stage1 else None
-transfer = stage_output(profile, run_id, "02_transfer") / "transfer" if "transferred" in s2.labelled else None
-print(f"labelled: {list(s2.labelled)}; unlabelled: {list(s2.unlabelled)}; {s2.mode}")
+labelled_from = labelled_sources(params)
+transfer = stage_output(profile, run_id, "02_transfer") / "transfer" if "transferred" in labelled_from else None
+if single_sequence_note(params):
+    print(single_sequence_note(params))
+print(f"labelled: {labelled_from}; unlabelled: {list(s2.unlabelled)}; {s2.mode}")
 
 # %% [markdown]
 # ## The training data

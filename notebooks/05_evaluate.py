@@ -122,5 +122,12 @@ metrics = {
         s: {"dsc": float(r["dsc"]), "nsd": float(r["nsd"])} for s, r in per_seq.to_dict("index").items()
     },
 }
+if params.study.export:  # the reported model, self-contained, with its model card
+    from flarelib.study.export import export_model
+
+    command = f"make reproduce PROFILE={profile} DATA={params.data.track} RUNS={params.run.name}"
+    exported = export_model(model, params, metrics, command)
+    metrics["exported"] = display_path(exported)
+    print(f"exported {metrics['exported']} with its model card {display_path(exported.with_suffix('.md'))}")
 atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 print(f"checkpoint of run {run_id}: {metrics['model']}")

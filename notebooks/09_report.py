@@ -56,6 +56,23 @@ print(f"profile {profile}, data track {track}: {len(scores)} run(s) evaluated: {
 display(report.stage_status(profile, track))
 
 # %% [markdown]
+# ## The real track: BTCV CT -> CHAOS T2-SPIR (runs of `make reproduce DATA=real`)
+# Our five runs, Dice per annotated organ on the CHAOS dev volumes (x100), each beside the published
+# row it is read against, then the published rows themselves (SIFA, IEEE TMI 2020; DAR-UNet).
+
+# %%
+verdict_real = None
+if track == "real":
+    from flarelib.study.paper import REAL_TRACK_PROTOCOL
+
+    real = report.real_track_table(profile)
+    display(real.round(1))
+    verdict_real = report.real_track_verdict(real)
+    display(Markdown(f"**{verdict_real}**\n\n{REAL_TRACK_PROTOCOL}"))
+else:
+    print(f"data track {track}: the real track's table is in report_real (make reproduce DATA=real)")
+
+# %% [markdown]
 # ## Table 4: the proposed method per organ (mean and std over validation cases)
 
 # %%
@@ -123,10 +140,14 @@ else:
     display(eff)
 
 # %% [markdown]
-# ## Every evaluated run (including the phantom-only oracle and baseline_randaug)
+# ## Every evaluated run (including the phantom-only oracle and baseline_randaug), and its checkpoint
+# `flarelib predict IN OUT --model <checkpoint>` segments new volumes with it (paths relative to
+# the outputs folder).
 
 # %%
 display(scores.round(2))
+checkpoints = report.run_checkpoints(profile, track)
+display(checkpoints)
 
 # %%
 metrics = {
@@ -137,6 +158,8 @@ metrics = {
     "table6_verdict": verdict6,
     "table6_orderings": json.loads(orderings.to_json(orient="records")),
     "fig6_verdict": verdict_fig6,
+    "real_track_verdict": verdict_real,
+    "checkpoints": checkpoints["checkpoint"].to_dict(),
 }
 atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
@@ -145,8 +168,10 @@ def block(frame: pd.DataFrame) -> str:
     return "```\n" + (frame.round(2).to_string() if len(frame) else "not measured") + "\n```"
 
 
-sections = [
-    f"# Study report: profile {profile}, data {track}",
+sections = [f"# Study report: profile {profile}, data {track}"]
+if track == "real":
+    sections += ["## Real track (BTCV CT -> CHAOS T2)\n\n" + block(real), verdict_real]
+sections += [
     "## Table 5\n\n" + block(t5),
     verdict5,
     "## Table 6\n\n" + block(t6),
@@ -154,6 +179,7 @@ sections = [
     "## Table 4 (proposed)\n\n" + block(t4),
     "## Fig. 6\n\n" + block(f6),
     verdict_fig6,
+    "## Checkpoints\n\n" + block(checkpoints),
 ]
 atomic_write_text(out / "summary.md", "\n\n".join(sections) + "\n")
 print(verdict5)

@@ -37,6 +37,7 @@ __all__ = [
     "SAME_AS",
     "STAGES",
     "final_model",
+    "labelled_sources",
     "link_shared",
     "read_metrics",
     "stage_key",
@@ -68,13 +69,37 @@ _STUDY_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def labelled_sources(params: Params) -> list[str]:
+    """``study.stage2.labelled`` as this data track can serve it: on a track with one MR sequence
+    (``data.multi_sequence: false``) there is nothing to transfer labels to, so ``transferred``
+    becomes stage 1's pseudo-labels of the target sequence (``t1w_pseudo``), which are what the
+    transfer would have passed on for that sequence."""
+    labelled = list(params.study.stage2.labelled)
+    if not params.data.multi_sequence and "transferred" in labelled:
+        labelled = [s for s in labelled if s != "transferred"]
+        if "t1w_pseudo" not in labelled:
+            labelled.append("t1w_pseudo")
+    return labelled
+
+
+def single_sequence_note(params: Params) -> str | None:
+    """The message a run on a one-sequence track prints where stage 2's transfer would run."""
+    if params.data.multi_sequence or "transferred" not in params.study.stage2.labelled:
+        return None
+    seq = params.cyclegan.target_sequence
+    return (
+        f"data track {params.data.track!r} has one MR sequence ({seq}): the multi-sequence label "
+        f"transfer (02_transfer) is skipped and stage 2 learns from stage 1's {seq} pseudo-labels"
+    )
+
+
 def stages_of(params: Params) -> list[str]:
     """The stage notebooks of this run, in order (see the module docstring)."""
     s = params.study
     out = ["00_data"]
     if s.stage1:
         out.append("01_stage1")
-    if "transferred" in s.stage2.labelled:
+    if "transferred" in labelled_sources(params):
         out.append("02_transfer")
     out.append("03_stage2")
     if s.stage3.iterations > 0:
@@ -88,7 +113,7 @@ def stages_of(params: Params) -> list[str]:
 def check_recipe(params: Params, source: str = "params") -> None:
     """Stop before any compute when a run's study settings contradict each other."""
     s = params.study
-    needs_stage1 = {"t1w_pseudo", "transferred"} & set(s.stage2.labelled)
+    needs_stage1 = {"t1w_pseudo", "transferred"} & set(labelled_sources(params))
     if needs_stage1 and not s.stage1:
         raise FlareInputError(
             source,

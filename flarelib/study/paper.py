@@ -43,3 +43,31 @@ FIG6_PEAK_ITERATION = 3
 #: Test set (DSC, NSD) and efficiency: seconds per case, GPU memory-time AUC (MB s), max GPU MB (RTX 4090).
 TEST = (73.3, 77.3)
 EFFICIENCY = {"seconds_per_case": 11.8, "gpu_auc_mb_s": 26888.0, "gpu_max_mb": 3537.0}
+
+#: The real track's published anchors (DESIGN.md "Data tracks"): mean Dice (0..100) over liver,
+#: both kidneys and spleen on the BTCV CT -> CHAOS T2-SPIR MR benchmark, as reported by SIFA (Chen
+#: et al., IEEE TMI 2020; 2-D) and DAR-UNet (3-D). Label -> (mean Dice, what the row is).
+REAL_TRACK_ANCHORS: dict[str, tuple[float, str]] = {
+    "no adaptation (SIFA's table)": (57.7, "2-D, trained on CT only"),
+    "CycleGAN (SIFA's table)": (83.1, "2-D, image translation CT -> MR"),
+    "SIFA": (85.4, "2-D, image + feature alignment"),
+    "supervised on MR (SIFA's table)": (87.3, "2-D, the MR labels: the ceiling"),
+    "DAR-UNet": (91.1, "3-D"),
+}
+#: Our real-track runs in table order, with the published row each one is read against.
+REAL_TRACK_RUNS: dict[str, str] = {
+    "baseline": "no adaptation (SIFA's table)",
+    "baseline_randaug": "no adaptation (SIFA's table)",
+    "semi_all_mr": "no adaptation (SIFA's table)",
+    "cyclegan_semi": "CycleGAN (SIFA's table)",
+    "proposed": "SIFA",
+}
+#: What differs between our protocol and the published one (shown under the table).
+REAL_TRACK_PROTOCOL = (
+    "Ours: 30 BTCV CT (12 organs, duodenum unannotated) and 10 unlabelled CHAOS T2-SPIR volumes for "
+    "training, scored on the 4 labelled CHAOS dev volumes (the 6 further labelled ones are held "
+    "back); the quick CPU profile (2-D U-Net on whole axial slices at 4 x 3 x 3 mm, 500 iterations "
+    "per model); FLARE-exact DSC on the input grid after post-processing. SIFA's protocol: 2-D "
+    "256 x 256 slices, the 20 CHAOS T2 volumes split for training and testing, tens of thousands of "
+    "GPU iterations; DAR-UNet: 3-D. The numbers are beside each other, not directly comparable."
+)

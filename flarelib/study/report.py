@@ -35,6 +35,9 @@ __all__ = [
     "efficiency_table",
     "fig6_table",
     "phantom_diagnostics",
+    "run_checkpoints",
+    "real_track_table",
+    "real_track_verdict",
     "report_run_id",
     "run_id",
     "run_scores",
@@ -109,6 +112,63 @@ def _beside_paper(scores: pd.DataFrame, reference: dict[str, tuple[float, float]
             }
         )
     return pd.DataFrame(rows).set_index("run")
+
+
+def run_checkpoints(profile: str, track: str) -> pd.DataFrame:
+    """Per evaluated run of the track: the checkpoint its ``05_evaluate`` scored (``model``,
+    relative to the outputs folder), the one ``flarelib predict --model`` takes."""
+    rows = {}
+    root = outputs_root() / profile
+    suffix = "" if track == "phantom" else f"_{track}"
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "report"))):
+            if suffix and not folder.name.endswith(suffix):
+                continue
+            if not suffix and any(folder.name.endswith(f"_{t}") for t in ("real", "flare24")):
+                continue
+            m = _metrics(profile, folder.name, "05_evaluate")
+            if m and m.get("model"):
+                rows[folder.name.removesuffix(suffix) if suffix else folder.name] = {"checkpoint": m["model"]}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["checkpoint"])
+
+
+REAL_ORGANS = ("liver", "right kidney", "left kidney", "spleen")
+
+
+def real_track_table(profile: str) -> pd.DataFrame:
+    """The real track's runs (rows, :data:`flarelib.study.paper.REAL_TRACK_RUNS` order) with DSC
+    per annotated organ and their mean (x100, mean over the dev cases), each beside the published
+    anchor it is read against (``anchor``, ``anchor DSC``, ``diff``); then the anchors' own rows."""
+    rows = []
+    for name, anchor in paper.REAL_TRACK_RUNS.items():
+        m = _metrics(profile, run_id(name, "real"), "05_evaluate")
+        per = (m or {}).get("per_organ", {})
+        row = {"row": name}
+        for organ in REAL_ORGANS:
+            row[organ] = _pct(per.get(organ, {}).get("dsc")) if m else math.nan
+        row["mean DSC"] = _pct(m.get("mean_dsc")) if m else math.nan
+        row["mean NSD"] = _pct(m.get("mean_nsd")) if m else math.nan
+        a_dsc = paper.REAL_TRACK_ANCHORS[anchor][0]
+        row.update({"anchor": anchor, "anchor DSC": a_dsc, "diff": row["mean DSC"] - a_dsc})
+        rows.append(row)
+    for anchor, (a_dsc, what) in paper.REAL_TRACK_ANCHORS.items():
+        rows.append({"row": f"published: {anchor}", "mean DSC": a_dsc, "anchor": what})
+    return pd.DataFrame(rows).set_index("row")
+
+
+def real_track_verdict(t: pd.DataFrame) -> str:
+    """The issue's targets on the real track in words: proposed - baseline >= 15 mean Dice points,
+    proposed >= 75."""
+    b, p = t.loc["baseline", "mean DSC"], t.loc["proposed", "mean DSC"]
+    if math.isnan(b) or math.isnan(p):
+        return "real track not decided: baseline or proposed not evaluated yet"
+    gain = p - b
+    ok_gain = "meets" if gain >= 15 else "does NOT meet"
+    ok_abs = "meets" if p >= 75 else "does NOT meet"
+    return (
+        f"proposed {p:.1f} vs baseline {b:.1f} mean Dice: {gain:+.1f} points ({ok_gain} the +15 "
+        f"target); proposed {ok_abs} the 75 target"
+    )
 
 
 def table5(scores: pd.DataFrame) -> pd.DataFrame:

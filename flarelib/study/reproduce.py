@@ -1,8 +1,9 @@
 """``flarelib reproduce`` (``make reproduce``): every stage notebook of every study run through
 papermill, from one Python process, then the report.
 
-* Runs: the files of ``params/runs`` whose ``study.groups`` is not empty (the study), or
-  ``--runs``: group names (``table5``, ``table6``, ``fig6``, ``phantom``, ``all``), run names or
+* Runs: the files of ``params/runs`` in a group of the data track (:data:`TRACK_GROUPS`: the
+  paper's tables on the phantom and FLARE24, group ``real`` on the real track), or ``--runs``:
+  group names (``table5``, ``table6``, ``fig6``, ``phantom``, ``real``, ``all``), run names or
   run files, comma- or space-separated. Every run's params are composed and checked first: a
   misspelled key stops before any compute, with the file and the key.
 * Stages: :func:`flarelib.study.flow.stages_of` each run. A stage whose key (the params it depends
@@ -45,6 +46,7 @@ __all__ = ["GROUPS", "reproduce", "select_runs"]
 ORDER = (
     "baseline",
     "semi_all_mr",
+    "cyclegan_semi",
     "proposed",
     "baseline_randaug",
     "oracle_mr",
@@ -55,7 +57,14 @@ ORDER = (
     "supervised",
     "a_semi_iter1",
 )
-GROUPS = ("table5", "table6", "fig6", "phantom", "all")
+GROUPS = ("table5", "table6", "fig6", "phantom", "real", "all")
+#: The groups a data track's study runs (``all`` and the default): the real track (one MR
+#: sequence, 4 annotated organs) has its own five runs; Table 6 needs multi-sequence MR.
+TRACK_GROUPS = {
+    "phantom": ("table5", "table6", "fig6", "phantom"),
+    "flare24": ("table5", "table6", "fig6"),
+    "real": ("real",),
+}
 
 
 @dataclass(frozen=True)
@@ -66,24 +75,31 @@ class PlannedRun:
 
 
 def _compose(file: Path, profile: str, data: str) -> Params:
-    params = compose_params(file, profile, data)
-    check_recipe(params, str(file))
-    return params
+    return compose_params(file, profile, data)
 
 
 def select_runs(spec: list[str] | None, profile: str, data: str) -> list[PlannedRun]:
-    """The runs named by ``spec`` (see the module docstring), composed and checked, in :data:`ORDER`."""
+    """The runs named by ``spec`` (see the module docstring), in :data:`ORDER`. Every run file is
+    composed (a misspelled key stops here); the chosen runs' recipes are checked too."""
     files = run_files()
     composed = {f: _compose(f, profile, data) for f in files}  # every file checked before any compute
     tokens = [t for s in (spec or []) for t in s.replace(",", " ").split()]
+    track_groups = set(TRACK_GROUPS[data])
+    study = [f for f, p in composed.items() if track_groups & set(p.study.groups)]
     chosen: list[Path] = []
     if not tokens:
-        chosen = [f for f, p in composed.items() if p.study.groups]
+        chosen = list(study)
     for t in tokens:
         path = Path(t)
         if t == "all":
-            chosen += [f for f, p in composed.items() if p.study.groups]
+            chosen += study
         elif t in GROUPS:
+            if t not in track_groups:
+                raise FlareInputError(
+                    None,
+                    f"run group {t!r} is not part of the {data} track's study",
+                    f"use {', '.join(sorted(track_groups))} or all (or name the runs)",
+                )
             chosen += [f for f, p in composed.items() if t in p.study.groups]
         elif path.suffix in (".yaml", ".yml") and path.is_file():
             chosen.append(path.resolve())
@@ -96,6 +112,8 @@ def select_runs(spec: list[str] | None, profile: str, data: str) -> list[Planned
                 None, f"unknown run or group {t!r}", f"use {', '.join(GROUPS)} or one of: {names}"
             )
     unique = list(dict.fromkeys(chosen))
+    for f in unique:  # the runs that will run: their stages fit together and fit the data track
+        check_recipe(composed[f], str(f))
     rank = {name: i for i, name in enumerate(ORDER)}
     planned = [PlannedRun(f, composed[f], run_id_for(composed[f])) for f in unique]
     return sorted(planned, key=lambda r: (rank.get(r.params.run.name, len(ORDER)), r.params.run.name))

@@ -146,29 +146,32 @@ def stage2_data(
     """Stage 2's volumes from ``study.stage2`` (see the module docstring). ``stage1_dir``: the
     ``01_stage1`` folder (for ``t1w_pseudo``); ``transfer_dir``: the ``02_transfer`` folder's
     transfer table folder (for ``transferred``)."""
+    from flarelib.study.flow import labelled_sources
+
     s2 = params.study.stage2
+    sources = labelled_sources(params)
     cases = discover(params)
     spacing = params.preprocess.target_spacing_zyx
     labelled: list[TrainVolume] = []
     record: dict[str, Any] = {}
     used: set[str] = set()
-    if "ct" in s2.labelled:
+    if "ct" in sources:
         vols, rec = labelled_ct(params, cases)
         labelled += vols
         record.update(rec)
     mr_labelled: list[TrainingCase] = []
-    if "t1w_pseudo" in s2.labelled:
+    if "t1w_pseudo" in sources:
         if stage1_dir is None:
             raise FlareInputError(
                 "study.stage2.labelled", "t1w_pseudo needs stage 1's folder", "run 01_stage1"
             )
         t1w = [c for c in mr_cases(params, ("lld",), cases) if c.sequence == params.cyclegan.target_sequence]
         mr_labelled += _pseudo_cases(t1w, Path(stage1_dir) / "pseudo_labels", "t1w_pseudo")
-    if "transferred" in s2.labelled:
+    if "transferred" in sources:
         if transfer_dir is None:
             raise FlareInputError("study.stage2.labelled", "transferred needs the transfer table", "run 02")
         mr_labelled += transfer_cases(Path(transfer_dir) / "transfer.json")
-    if "oracle_mr" in s2.labelled:
+    if "oracle_mr" in sources:
         mr_labelled += _oracle_cases(params, mr_cases(params, ("lld", "amos"), cases))
     seen: set[str] = set()
     unique = []

@@ -79,3 +79,56 @@ def test_misspelled_key_stops_before_any_compute(tmp_path):
 def test_unknown_run_name_is_one_clear_error():
     with pytest.raises(FlareInputError, match="unknown run or group"):
         select_runs(["tabel5"], "smoke", "phantom")
+
+
+def _real(name, profile="smoke"):
+    return compose_params(RUNS / f"{name}.yaml", profile, "real")
+
+
+def test_one_sequence_track_skips_the_transfer_and_learns_from_stage_1():
+    from flarelib.study.flow import labelled_sources, single_sequence_note
+
+    proposed = _real("proposed")
+    assert labelled_sources(proposed) == ["ct", "t1w_pseudo"]
+    assert "02_transfer" not in stages_of(proposed)
+    assert stages_of(proposed)[:3] == ["00_data", "01_stage1", "03_stage2"]
+    assert "one MR sequence (T2W)" in single_sequence_note(proposed)
+    # the phantom keeps the transfer, and says nothing
+    assert labelled_sources(_p("proposed")) == ["ct", "transferred"]
+    assert single_sequence_note(_p("proposed")) is None
+
+
+def test_real_track_runs_and_what_they_share():
+    runs = select_runs(None, "smoke", "real")
+    assert [r.params.run.name for r in runs] == [
+        "baseline",
+        "semi_all_mr",
+        "cyclegan_semi",
+        "proposed",
+        "baseline_randaug",
+    ]
+    assert all(r.run_id.endswith("_real") for r in runs)
+    by = {r.params.run.name: r.params for r in runs}
+    # cyclegan_semi is the proposed run without stage 3: stages 1 and 2 are computed once
+    for stage in ("01_stage1", "03_stage2"):
+        assert stage_key(by["cyclegan_semi"], stage) == stage_key(by["proposed"], stage)
+    assert "04_stage3" not in stages_of(by["cyclegan_semi"]) and not by["cyclegan_semi"].study.export
+    assert by["proposed"].study.export
+
+
+def test_track_profile_layer_applies_to_its_profile_only():
+    # params/data/real.quick.yaml: warm-started, shorter self-training on the real track's CPU profile
+    quick = _real("proposed", "quick")
+    assert quick.study.stage3.warm_start and quick.study.stage3.train_iterations == 250
+    full = _real("proposed", "full")
+    assert not full.study.stage3.warm_start and full.study.stage3.train_iterations == 0
+    assert not compose_params(RUNS / "proposed.yaml", "quick", "phantom").study.stage3.warm_start
+
+
+def test_phantom_only_runs_and_groups_are_refused_on_the_real_track():
+    with pytest.raises(FlareInputError, match="table6"):
+        select_runs(["table6"], "smoke", "real")
+    with pytest.raises(FlareInputError, match="oracle_mr needs the phantom"):
+        select_runs(["oracle_mr"], "smoke", "real")
+    # the phantom's study does not run the real track's extra row
+    assert "cyclegan_semi" not in {r.params.run.name for r in select_runs(None, "smoke", "phantom")}

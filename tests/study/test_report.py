@@ -127,3 +127,31 @@ def test_stage_status_marks_done_shared_failed(outputs):
     assert s.loc["proposed", "04_stage3"] == "failed"
     assert "semi_real" not in s.index
     assert list(report.stage_status(PROFILE, "real").index) == ["semi"]
+
+
+def test_real_track_table_per_organ_beside_the_anchors_and_its_verdict(outputs):
+    organs = {o: {"dsc": 0.5, "nsd": 0.5} for o in report.REAL_ORGANS}
+    _evaluated(outputs, "baseline_real", 0.40, per_organ=organs)
+    _evaluated(outputs, "proposed_real", 0.80, per_organ={**organs, "liver": {"dsc": 0.9, "nsd": 0.9}})
+    _evaluated(outputs, "proposed", 0.10)  # the phantom's run: not read on the real track
+    t = report.real_track_table(PROFILE)
+    assert t.loc["proposed", "mean DSC"] == pytest.approx(80.0)
+    assert t.loc["proposed", "liver"] == pytest.approx(90.0)
+    assert t.loc["proposed", "anchor"] == "SIFA"
+    assert t.loc["proposed", "diff"] == pytest.approx(80.0 - 85.4)
+    assert math.isnan(t.loc["cyclegan_semi", "mean DSC"])
+    assert t.loc["published: DAR-UNet", "mean DSC"] == 91.1
+    verdict = report.real_track_verdict(t)
+    assert "+40.0 points (meets" in verdict and "proposed meets the 75 target" in verdict
+    _evaluated(outputs, "proposed_real", 0.50, per_organ=organs)
+    verdict = report.real_track_verdict(report.real_track_table(PROFILE))
+    assert "does NOT meet the +15" in verdict and "does NOT meet the 75" in verdict
+
+
+def test_run_checkpoints_per_track(outputs):
+    _evaluated(outputs, "baseline", 0.4, model="smoke/baseline/03_stage2/model/model_best.pt")
+    _evaluated(outputs, "baseline_real", 0.4, model="smoke/baseline_real/03_stage2/model/model_best.pt")
+    assert report.run_checkpoints(PROFILE, "real")["checkpoint"].to_dict() == {
+        "baseline": "smoke/baseline_real/03_stage2/model/model_best.pt"
+    }
+    assert list(report.run_checkpoints(PROFILE, "phantom").index) == ["baseline"]
