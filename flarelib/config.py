@@ -362,7 +362,7 @@ class StudyParams:
     stage3: Stage3Params = dataclasses.field(default_factory=Stage3Params)
     efficiency: bool = False  # notebook 06: FLARE efficiency of the final model (settings: efficiency)
     export: bool = False  # notebook 05: the reported model + model card to outputs/models/<profile>/
-    groups: tuple[str, ...] = ()  # run groups of `make reproduce RUNS=...` (table5, table6, fig6, phantom, real)
+    groups: tuple[str, ...] = ()  # `make reproduce RUNS=...` groups: table5 table6 fig6 phantom real
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,7 +51,9 @@ root = ensure_data(params)
 s2 = params.study.stage2
 stage1 = stage_output(profile, run_id, "01_stage1") if params.study.stage1 else None
 labelled_from = labelled_sources(params)
-transfer = stage_output(profile, run_id, "02_transfer") / "transfer" if "transferred" in labelled_from else None
+transfer = (
+    stage_output(profile, run_id, "02_transfer") / "transfer" if "transferred" in labelled_from else None
+)
 if single_sequence_note(params):
     print(single_sequence_note(params))
 print(f"labelled: {labelled_from}; unlabelled: {list(s2.unlabelled)}; {s2.mode}")

@@ -108,13 +108,16 @@ def anatomy_cases(
     on_failure: str | None = None,
     sequences: Mapping[str, str] | None = None,
     base_annotated: Mapping[str, np.ndarray] | None = None,
+    organs: Sequence[int] | None = None,
 ) -> tuple[list[TrainingCase], dict[str, A.AnatomyResult]]:
     """Check stage-3 pseudo-labels with constraints (6)-(8) and keep what passes.
 
     ``labels``: case -> label file, Volume, or array (on the image's grid; an array is checked with
     the image header's spacing). ``images``: case -> image file. ``on_failure``: ``drop_case`` or
     ``drop_organs`` (default ``params.on_failure``). ``base_annotated``: case -> the mask the case
-    starts from (default all annotated). Returns ``(cases, results)``; ``results`` has every case's
+    starts from (default all annotated). ``organs``: the organs checked (default all 13; a model
+    that never learned an organ, e.g. BTCV's duodenum, cannot predict it). Returns
+    ``(cases, results)``; ``results`` has every case's
     :class:`~flarelib.pseudolabel.anatomy.AnatomyResult`, kept or not.
     """
     from flarelib.io import read_image
@@ -133,7 +136,7 @@ def anatomy_cases(
         else:
             vol = read_label(lab)
             stored = Path(lab)
-        res = A.check_anatomy(vol, params, case=case)
+        res = A.check_anatomy(vol, params, case=case, **({} if organs is None else {"organs": organs}))
         results[case] = res
         base = None if base_annotated is None else base_annotated.get(case)
         mask = A.annotated_mask(res, mode, base)

@@ -1,8 +1,9 @@
 """A run's reported model, exported to a stable place with a model card.
 
-``outputs/models/<profile>/<name>.pt`` is a self-contained model file (:func:`flarelib.checkpoint.save_model_file`:
-the network's weights and the resolved params, nothing of the optimiser), so ``flarelib predict IN
-OUT --model outputs/models/<profile>/<name>.pt`` needs nothing else; ``<name>.md`` is its model card (data,
+``outputs/models/<profile>/<name>.pt`` is a self-contained model file
+(:func:`flarelib.checkpoint.save_model_file`: the network's weights and the resolved params, nothing
+of the optimiser), so ``flarelib predict IN OUT --model outputs/models/<profile>/<name>.pt`` needs
+nothing else; ``<name>.md`` is its model card (data,
 organs, spacing and configuration, scores on the labelled MR it was evaluated on, the command that
 made it) and ``<name>.json`` the same facts for programs. The name is
 ``<track>_<target sequence>_<run>`` (e.g. ``real_t2w_proposed``); a run exports when
@@ -18,7 +19,7 @@ from typing import Any
 from flarelib.config import Params
 from flarelib.paths import atomic_write_text, display_path, outputs_root
 
-__all__ = ["export_name", "export_model", "model_card"]
+__all__ = ["export_model", "export_name", "model_card"]
 
 
 def export_name(params: Params) -> str:

@@ -35,10 +35,10 @@ __all__ = [
     "efficiency_table",
     "fig6_table",
     "phantom_diagnostics",
-    "run_checkpoints",
     "real_track_table",
     "real_track_verdict",
     "report_run_id",
+    "run_checkpoints",
     "run_id",
     "run_scores",
     "stage_status",
@@ -121,7 +121,9 @@ def run_checkpoints(profile: str, track: str) -> pd.DataFrame:
     root = outputs_root() / profile
     suffix = "" if track == "phantom" else f"_{track}"
     if root.is_dir():
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "report"))):
+        for folder in sorted(
+            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "report"))
+        ):
             if suffix and not folder.name.endswith(suffix):
                 continue
             if not suffix and any(folder.name.endswith(f"_{t}") for t in ("real", "flare24")):

@@ -26,7 +26,7 @@ from flarelib.config import Params, params_hash
 from flarelib.data.layout import discover
 from flarelib.paths import atomic_write_text, remove_stale_temps
 from flarelib.study.flow import shared_root, stage_key
-from flarelib.study.sources import labelled_ct, mr_cases, pseudo_label_file
+from flarelib.study.sources import labelled_ct, learnable_mask, mr_cases, pseudo_label_file
 
 __all__ = ["iteration_key", "run_iterations", "train_model"]
 
@@ -101,7 +101,6 @@ def _pseudo_label(params: Params, model: Path, images: list[Path], out: Path) ->
 def _iteration(params: Params, k: int, previous: Path, folder: Path, log: Callable[[str], None]) -> dict:
     import numpy as np
 
-    from flarelib.labels import NUM_CLASSES
     from flarelib.pseudolabel.pairs import TrainingCase, anatomy_cases, load_training_volumes
 
     s3 = params.study.stage3
@@ -115,12 +114,17 @@ def _iteration(params: Params, k: int, previous: Path, folder: Path, log: Callab
     _pseudo_label(params, previous, list(images.values()), pl_dir)
     labels = {c.case_id: pseudo_label_file(pl_dir, c.image) for c in mr}
     sequences = {c.case_id: c.sequence for c in mr if c.sequence}
+    learnable = learnable_mask(params, cases)  # e.g. BTCV: no duodenum to learn, none to trust
     if s3.anatomy_filter:
-        kept, results = anatomy_cases(labels, images, params.anatomy, sequences=sequences)
+        organs = [int(o) for o in np.flatnonzero(learnable[1:]) + 1]
+        base = {c: learnable for c in labels}
+        kept, results = anatomy_cases(
+            labels, images, params.anatomy, sequences=sequences, base_annotated=base, organs=organs
+        )
         checks = {c: r.to_dict() for c, r in results.items()}
     else:
         kept = [
-            TrainingCase(c, images[c], labels[c], np.ones(NUM_CLASSES, bool), sequences.get(c), "prediction")
+            TrainingCase(c, images[c], labels[c], learnable.copy(), sequences.get(c), "prediction")
             for c in labels
         ]
         checks = {}

@@ -34,6 +34,7 @@ __all__ = [
     "StageData",
     "ct_cases",
     "labelled_ct",
+    "learnable_mask",
     "mr_cases",
     "pseudo_label_file",
     "stage2_data",
@@ -83,6 +84,26 @@ def labelled_ct(params: Params, cases: Any = None) -> tuple[list[TrainVolume], d
     }
 
 
+def learnable_mask(params: Params, cases: Any = None):
+    """bool (14,), background True: the organs some labelled CT annotates, i.e. those a model of
+    this study can learn (all 13 on the phantom and FLARE24; BTCV leaves the duodenum out). A
+    model's pseudo-labels are trusted for these organs only: elsewhere the partial-label loss
+    ignores them and the anatomy filter does not check them."""
+    import numpy as np
+
+    from flarelib.labels import NUM_CLASSES
+
+    cases = discover(params) if cases is None else cases
+    mask = np.zeros(NUM_CLASSES, bool)
+    mask[0] = True
+    for c in select_cases(cases, "labelled"):
+        if c.modality != "CT":
+            continue
+        annotated = c.label_map.annotated if c.label_map is not None else range(1, NUM_CLASSES)
+        mask[list(annotated)] = True
+    return mask if mask[1:].any() else np.ones(NUM_CLASSES, bool)
+
+
 def mr_cases(params: Params, sources: Iterable[str], cases: Any = None) -> list[Case]:
     """Unlabelled MR cases of the named sources (``lld``, ``amos``), in discovery order."""
     cases = discover(params) if cases is None else cases
@@ -97,17 +118,13 @@ def pseudo_label_file(folder: Path, image: Path) -> Path:
     return Path(folder) / output_name(image)
 
 
-def _pseudo_cases(mr: Sequence[Case], folder: Path, source: str) -> list[TrainingCase]:
-    import numpy as np
-
-    from flarelib.labels import NUM_CLASSES
-
+def _pseudo_cases(mr: Sequence[Case], folder: Path, source: str, annotated) -> list[TrainingCase]:
     out = []
     for c in mr:
         lab = pseudo_label_file(folder, c.image)
         if not lab.is_file():
             raise FlareInputError(lab, f"no pseudo-label for {c.case_id}", "rerun the stage that predicts it")
-        out.append(TrainingCase(c.case_id, c.image, lab, np.ones(NUM_CLASSES, bool), c.sequence, source))
+        out.append(TrainingCase(c.case_id, c.image, lab, annotated.copy(), c.sequence, source))
     return out
 
 
@@ -166,7 +183,8 @@ def stage2_data(
                 "study.stage2.labelled", "t1w_pseudo needs stage 1's folder", "run 01_stage1"
             )
         t1w = [c for c in mr_cases(params, ("lld",), cases) if c.sequence == params.cyclegan.target_sequence]
-        mr_labelled += _pseudo_cases(t1w, Path(stage1_dir) / "pseudo_labels", "t1w_pseudo")
+        pl_dir = Path(stage1_dir) / "pseudo_labels"
+        mr_labelled += _pseudo_cases(t1w, pl_dir, "t1w_pseudo", learnable_mask(params, cases))
     if "transferred" in sources:
         if transfer_dir is None:
             raise FlareInputError("study.stage2.labelled", "transferred needs the transfer table", "run 02")

@@ -22,7 +22,6 @@ from flarelib.config import compose_params, dump_params
 from flarelib.data.layout import Case
 from flarelib.data.manifest import load_manifest
 
-
 REPO = Path(__file__).resolve().parents[2]
 LIVER, RIGHT_KIDNEY, SPLEEN, LEFT_KIDNEY = 1, 2, 3, 13  # FLARE24 ids
 ORGANS = {"liver": LIVER, "spleen": SPLEEN, "right kidney": RIGHT_KIDNEY, "left kidney": LEFT_KIDNEY}
@@ -30,7 +29,9 @@ ORGANS = {"liver": LIVER, "spleen": SPLEEN, "right kidney": RIGHT_KIDNEY, "left 
 
 @pytest.fixture(scope="module")
 def example(shared_data: Path):
-    (mc,) = [c for c in load_manifest(shared_data / "dataset.json").cases("totalseg") if c.id == "example_mr_sm"]
+    (mc,) = [
+        c for c in load_manifest(shared_data / "dataset.json").cases("totalseg") if c.id == "example_mr_sm"
+    ]
     return mc
 
 

@@ -64,3 +64,22 @@ def test_anatomy_cases_drop_case_and_drop_organs(tmp_path):
     vols = pairs.load_training_volumes(kept, (3.0, 1.2, 1.2))
     assert np.array_equal(vols[1].label, bad) and not vols[1].annotated[4]
     assert np.array_equal(vols[0].label, good)
+
+
+def test_anatomy_cases_check_only_the_organs_a_model_could_learn(tmp_path):
+    # a BTCV-trained model never predicts the duodenum: that is no violation, and the duodenum
+    # stays unannotated in the case it keeps
+    label = organ_boxes()
+    label[label == 12] = 0
+    grid = Volume(np.zeros(label.shape, np.float32), (3.0, 1.2, 1.2), (0, 0, 0), np.eye(3))
+    image = write_image(grid.with_array(np.ones(label.shape, np.float32)), tmp_path / "img.nii.gz")
+    _, results = pairs.anatomy_cases({"c": label}, {"c": image}, AnatomyParams())
+    assert not results["c"].passed and 12 in results["c"].failing_organs
+    learnable = np.ones(14, bool)
+    learnable[12] = False
+    organs = [o for o in range(1, 14) if o != 12]
+    kept, results = pairs.anatomy_cases(
+        {"c": label}, {"c": image}, AnatomyParams(), base_annotated={"c": learnable}, organs=organs
+    )
+    assert results["c"].passed and [c.case for c in kept] == ["c"]
+    assert not kept[0].annotated[12] and kept[0].annotated.sum() == 13
