@@ -77,19 +77,45 @@ def load_translator(
     return generator.to(device).eval(), record
 
 
+#: Above this floor (0..255 of the [-160, 240] HU window, about -113 HU) a CT's darkest voxel is
+#: no air but tissue: the field of view lies inside the body, and the fixed threshold applies.
+_AIR_FLOOR_MAX = 30.0
+
+
 def ct_body_mask(ct255: np.ndarray, threshold: float = 2.0) -> np.ndarray:
-    """The body of a windowed CT (z, y, x; 0..255, window [-160, 240] HU): voxels above
-    ``threshold`` (about -157 HU, so fat counts as body and air does not), the largest 26-connected
-    component, holes filled slice by slice (lungs, bowel gas). Otsu is no body mask here: on
+    """The body of a windowed CT (z, y, x; 0..255, window [-160, 240] HU): voxels more than
+    ``threshold`` above the volume's air (about 3 HU above it, so fat counts as body and air does
+    not), the largest 26-connected component, holes filled slice by slice (lungs, bowel gas).
+
+    The air is the window's floor (0) for CT stored in full HU, but CT stored already clipped
+    lies higher: BTCV's copy holds air at -125 HU (22 on this scale), which a fixed threshold of 2
+    took for body, so the whole field of view was "body". The air is 0 (the floor, also what
+    resampling pads with), unless more than 1% of the volume lies between 0 and about -113 HU: then
+    the most frequent such value (the upper edge of its 1-wide bin). Otsu is no body mask here: on
     windowed CT its threshold falls between fat and soft tissue and cuts the fat away."""
     import cc3d
     from scipy import ndimage
 
-    fg = np.asarray(ct255) > threshold
+    ct255 = np.asarray(ct255)
+    dark = ct255[(ct255 > 0) & (ct255 < _AIR_FLOOR_MAX)]
+    floor = 0.0  # air clipped to the window's floor (or padding): exactly 0
+    if dark.size > 0.01 * ct255.size:  # a darker-than-fat plateau above 0: air stored clipped higher
+        floor = float(np.argmax(np.bincount(np.floor(dark).astype(np.int64))) + 1)
+    fg = ct255 > floor + threshold
     if not fg.any():
         return fg
     fg = cc3d.largest_k(fg, k=1, connectivity=26) > 0
     return np.stack([ndimage.binary_fill_holes(sl) for sl in fg])
+
+
+def clear_ct_air(ct255: np.ndarray) -> np.ndarray:
+    """``ct255`` (z, y, x; windowed CT, 0..255) with everything outside :func:`ct_body_mask` (air,
+    table, clothes) set to 0, the window's floor. With ``cyclegan.fake_background: zero`` the
+    CycleGAN learns from and translates CT in this form, so its input's background is as black as
+    MR's: CT stored clipped above air (BTCV at -125 HU) otherwise shows the generator a grey
+    background to paint."""
+    ct255 = np.asarray(ct255)
+    return np.where(ct_body_mask(ct255), ct255, 0).astype(ct255.dtype, copy=False)
 
 
 def zero_outside_body(fake: np.ndarray, ct255: np.ndarray) -> np.ndarray:
@@ -119,7 +145,8 @@ def translate_to_fake_mr(
     ``ct_volumes`` are what :func:`flarelib.train.stages.load_train_volume` gives with
     ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
     mask, and the name ``<name>_fake`` (modality ``"MR"``). A 2-D generator translates with one-slice
-    tiles (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the fake is 0
+    tiles (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the CT's air is
+    cleared first (:func:`clear_ct_air`, as the CycleGAN saw it in training) and the fake is 0
     outside the CT's body mask (:func:`zero_outside_body`) before it is z-scored.
     """
     from tqdm.auto import tqdm
@@ -133,7 +160,8 @@ def translate_to_fake_mr(
             raise FlareInputError(
                 vol.name, "this CT volume has no label to carry over", "translate labelled CT only"
             )
-        fake = translate_volume(generator, vol.image, patch_zyx, overlap, blend=blend, device=device)
+        ct = clear_ct_air(vol.image) if background == "zero" else vol.image
+        fake = translate_volume(generator, ct, patch_zyx, overlap, blend=blend, device=device)
         if background == "zero":
             fake = zero_outside_body(fake, vol.image)
         out.append(

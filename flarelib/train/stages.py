@@ -59,7 +59,7 @@ from flarelib.registration.translation_data import align_domains
 from flarelib.repro import save_run_record
 from flarelib.train.augment import AugmentConfig
 from flarelib.train.cyclegan import CycleGAN
-from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.fake_mr import clear_ct_air, load_translator, translate_to_fake_mr
 from flarelib.train.intensity_aug import make_intensity_aug
 from flarelib.train.loop import (
     DistInfo,
@@ -493,6 +493,8 @@ def run_stage(
         else:
             a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
             b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+        if params.cyclegan.fake_background == "zero":  # CT's background as black as MR's
+            a = [dataclasses.replace(v, image=clear_ct_air(v.image)) for v in a]
         return train_cyclegan(
             params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
         )

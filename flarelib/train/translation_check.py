@@ -29,7 +29,7 @@ from flarelib.evaluate.translation import organ_regions, translation_figures
 from flarelib.io import read_image, read_label
 from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
-from flarelib.train.fake_mr import zero_outside_body
+from flarelib.train.fake_mr import clear_ct_air, zero_outside_body
 
 __all__ = ["phantom_translation_table", "summarise"]
 
@@ -86,8 +86,9 @@ def phantom_translation_table(
     for case in tqdm(cases, desc=f"CT -> {seq} check", disable=not progress):
         arr = _case_arrays(params, root, case, seq)
         with torch.no_grad():
+            ct_in = clear_ct_air(arr["ct"]) if c.fake_background == "zero" else arr["ct"]
             fake = translate_volume(
-                generator, arr["ct"], c.patch_zyx, c.translate_overlap, blend=c.translate_blend
+                generator, ct_in, c.patch_zyx, c.translate_overlap, blend=c.translate_blend
             )
         if c.fake_background == "zero":
             fake = zero_outside_body(fake, arr["ct"])

@@ -103,3 +103,20 @@ def test_fake_background_zero_keeps_the_body_and_clears_air_and_table():
     (zeroed,) = translate_to_fake_mr(g, [vol], (8, 16, 16), background="zero")
     assert np.ptp(kept.image[~body]) > 0
     assert np.ptp(zeroed.image[~body]) == 0  # one value (0, then z-scored) outside the body
+
+
+def test_body_mask_of_ct_stored_already_clipped_above_air():
+    # BTCV's copy stores air at -125 HU: 22 on the [-160, 240] window's 0..255 scale, not 0
+    from flarelib.train.fake_mr import ct_body_mask
+
+    air = (-125 + 160) / 400 * 255
+    ct = np.full((6, 40, 40), air, np.float32)
+    ct[:, :, :2] = 0.0  # resampling padding, darker than the air
+    _, y, x = np.indices(ct.shape)
+    body = (y - 20) ** 2 + (x - 20) ** 2 <= 12**2
+    ct[body] = 150.0
+    ct[body & (y < 12)] = (-100 + 160) / 400 * 255  # subcutaneous fat: body
+    mask = ct_body_mask(ct)
+    assert np.array_equal(mask, body)
+    # a field of view inside the body (no air at all) is body everywhere
+    assert ct_body_mask(np.full((4, 8, 8), 120.0, np.float32)).all()
