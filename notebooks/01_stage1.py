@@ -14,15 +14,16 @@
 # %% [markdown]
 # # 01 · Stage 1: CT -> T1W translation and T1W pseudo-labels
 #
-# The paper's first stage (STUDY.md "Stage 1"): a 3-D CycleGAN learns to turn labelled CT into
-# T1W-like MR from unpaired volumes; every labelled CT, translated, keeps its CT label and becomes a
-# labelled "fake T1W" volume; a Mean Teacher U-Net trains on the fake T1W (labelled) and the real
-# T1W (unlabelled); its teacher then predicts the real T1W volumes, giving the T1W pseudo-labels
-# that stage 2 transfers to the other sequences. On the real-data track the target sequence is
-# T2W (`cyclegan.target_sequence`). Everything it writes goes to `outputs/<profile>/<run>/01_stage1/`.
-#
-# Not here yet: STUDY.md's translation registration (cropping CT and MR to similar anatomy before
-# the CycleGAN); the CycleGAN sees whole resampled volumes.
+# The paper's first stage (STUDY.md "Stage 1"): a CycleGAN (3-D in the paper; 2-D in the quick
+# profile) learns to turn labelled CT into T1W-like MR from unpaired volumes; every labelled CT,
+# translated, keeps its CT label and becomes a labelled "fake T1W" volume; a Mean Teacher U-Net
+# trains on the fake T1W (labelled) and the real T1W (unlabelled); its teacher then predicts the
+# real T1W volumes, giving the T1W pseudo-labels that stage 2 transfers to the other sequences. On
+# the real-data track the target sequence is T2W (`cyclegan.target_sequence`) and stage 2 learns
+# from these pseudo-labels directly. With `cyclegan.align_domains` the CycleGAN's CT and MR are
+# first registered to references (STUDY.md's translation registration); with
+# `cyclegan.fake_background: zero` the CT's air is cleared and the fake is 0 outside the body.
+# Everything it writes goes to `outputs/<profile>/<run>/01_stage1/`.
 
 # %% tags=["parameters"]
 params_file = "params/runs/default.yaml"  # the runner passes the resolved params.yaml of this stage
@@ -106,7 +107,9 @@ plt.close(fig)
 # target sequence (`diagnostics/translation/`, never read by the method). Organ intensity error on
 # 0..255 (9 large organs), the fraction of organ pairs (+ fat, muscle) in the true brightness order,
 # SSIM inside the body; `ct` is the CT as it is, the figure a translation has to beat
-# (`flarelib translation-check` prints the same).
+# (`flarelib translation-check` prints the same). On real data, where no MR of the CT's anatomy
+# exists: each organ's mean brightness (0..255) in the fake (4 CT cases) and in the labelled real MR
+# validation volumes, the mean error and the fraction of organ pairs in the real order.
 
 # %%
 translation = {}
@@ -122,6 +125,13 @@ if params.data.track == "phantom":
         t_summary = summarise(t_table)[["organ_mae", "order_fraction", "ssim_body"]]
         display(t_summary.round(3))
         translation = {f"translation_{k}": float(v) for k, v in t_summary.loc["fake"].items()}
+else:  # real data: the fake's organ brightness against the labelled real MR (measures only)
+    from flarelib.train.translation_check import real_translation_table
+
+    t_table, t_figures = real_translation_table(params, generator, max_ct=4)
+    display(t_table.round(1))
+    print(", ".join(f"{k} {v:.3g}" for k, v in t_figures.items()))
+    translation = {f"translation_{k}": float(v) for k, v in t_figures.items()}
 
 # %% [markdown]
 # ## Mean Teacher on fake MR (labelled) + real MR (unlabelled)

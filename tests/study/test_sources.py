@@ -12,7 +12,8 @@ from flarelib.study.sources import learnable_mask
 
 
 def _case(cid, role, modality, label_map):
-    return Case("s", role, cid, Path(f"{cid}.nii.gz"), Path(f"{cid}_l.nii.gz"), modality, None, None, label_map)
+    image, label = Path(f"{cid}.nii.gz"), Path(f"{cid}_l.nii.gz")
+    return Case("s", role, cid, image, label, modality, None, None, label_map)
 
 
 def test_learnable_mask_is_the_union_of_what_labelled_ct_annotates():
