@@ -114,23 +114,32 @@ def _beside_paper(scores: pd.DataFrame, reference: dict[str, tuple[float, float]
     return pd.DataFrame(rows).set_index("run")
 
 
+def _track_runs(profile: str, track: str) -> list[tuple[str, Path]]:
+    """``(run name, folder)`` of every run folder of ``track`` under ``outputs/<profile>`` (the
+    report's own and ``_shared`` left out), names without the track suffix, sorted."""
+    root = outputs_root() / profile
+    suffix = "" if track == "phantom" else f"_{track}"
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "report"))):
+        name = folder.name
+        if suffix and not name.endswith(suffix):
+            continue
+        if not suffix and any(name.endswith(f"_{t}") for t in ("real", "flare24")):
+            continue
+        out.append((name.removesuffix(suffix) if suffix else name, folder))
+    return out
+
+
 def run_checkpoints(profile: str, track: str) -> pd.DataFrame:
     """Per evaluated run of the track: the checkpoint its ``05_evaluate`` scored (``model``,
     relative to the outputs folder), the one ``flarelib predict --model`` takes."""
     rows = {}
-    root = outputs_root() / profile
-    suffix = "" if track == "phantom" else f"_{track}"
-    if root.is_dir():
-        for folder in sorted(
-            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "report"))
-        ):
-            if suffix and not folder.name.endswith(suffix):
-                continue
-            if not suffix and any(folder.name.endswith(f"_{t}") for t in ("real", "flare24")):
-                continue
-            m = _metrics(profile, folder.name, "05_evaluate")
-            if m and m.get("model"):
-                rows[folder.name.removesuffix(suffix) if suffix else folder.name] = {"checkpoint": m["model"]}
+    for name, folder in _track_runs(profile, track):
+        m = _metrics(profile, folder.name, "05_evaluate")
+        if m and m.get("model"):
+            rows[name] = {"checkpoint": m["model"]}
     return pd.DataFrame.from_dict(rows, orient="index", columns=["checkpoint"])
 
 
@@ -344,21 +353,10 @@ def efficiency_table(profile: str, track: str, name: str = "proposed") -> pd.Dat
 def stage_status(profile: str, track: str) -> pd.DataFrame:
     """Runs (rows) x stages (columns): ``done``, ``shared`` (reused from an identical run), ``failed``
     (an executed notebook with the error kept), ``started`` or empty; every run folder of the track."""
-    root = outputs_root() / profile
-    suffix = "" if track == "phantom" else f"_{track}"
-    rows = {}
-    if root.is_dir():
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
-            name = folder.name
-            if name.startswith("report"):
-                continue
-            if suffix and not name.endswith(suffix):
-                continue
-            if not suffix and any(name.endswith(f"_{t}") for t in ("real", "flare24")):
-                continue
-            rows[name.removesuffix(suffix) if suffix else name] = {
-                stage: _status(folder / stage, stage) for stage in STAGES
-            }
+    rows = {
+        name: {stage: _status(folder / stage, stage) for stage in STAGES}
+        for name, folder in _track_runs(profile, track)
+    }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAGES)).fillna("")
 
 
