@@ -122,6 +122,7 @@ if params.data.track == "phantom":
     except FlareInputError as exc:
         print(f"no translation truth: {exc}")
     else:
+        atomic_write_text(out / "translation.csv", t_table.to_csv(index=False))  # the report reads it
         t_summary = summarise(t_table)[["organ_mae", "order_fraction", "ssim_body"]]
         display(t_summary.round(3))
         translation = {f"translation_{k}": float(v) for k, v in t_summary.loc["fake"].items()}
@@ -129,6 +130,7 @@ else:  # real data: the fake's organ brightness against the labelled real MR (me
     from flarelib.train.translation_check import real_translation_table
 
     t_table, t_figures = real_translation_table(params, generator, max_ct=4)
+    atomic_write_text(out / "translation.csv", t_table.to_csv(index_label="organ"))  # the report reads it
     display(t_table.round(1))
     print(", ".join(f"{k} {v:.3g}" for k, v in t_figures.items()))
     translation = {f"translation_{k}": float(v) for k, v in t_figures.items()}

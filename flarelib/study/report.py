@@ -12,6 +12,9 @@ NaN in its ``ours`` columns and the verdicts say so. Sources, for a profile and 
 * Phantom-only diagnostics: ``01_stage1`` (pseudo-labels against the true MR labels), ``02_transfer``
   (kidney filter precision/recall against the true transfer accuracy), ``oracle_mr`` (the ceiling).
 * Efficiency: ``proposed/06_efficiency/metrics.json`` when the run has that stage.
+* Stage 1's translation: ``proposed``'s ``01_stage1/translation.csv`` and ``metrics.json`` (the
+  fake MR against the truth on the phantom, against the labelled real MR's organ brightness on
+  real data).
 
 Run folders are ``outputs/<profile>/<name>`` on the phantom and ``<name>_<track>`` on other tracks
 (:func:`flarelib.notebook_runner.run_id_for`).
@@ -28,7 +31,7 @@ import pandas as pd
 from flarelib.errors import FlareInputError
 from flarelib.paths import outputs_root
 from flarelib.study import paper
-from flarelib.study.flow import SAME_AS, STAGES, read_metrics
+from flarelib.study.flow import SAME_AS, STAGES, read_metrics, stage_output
 
 __all__ = [
     "EXTRA_RUNS",
@@ -47,6 +50,7 @@ __all__ = [
     "table5_verdict",
     "table6",
     "table6_orderings",
+    "translation_evidence",
 ]
 
 #: Runs beyond the paper's tables (phantom only): the ceiling and the intensity-randomised baseline.
@@ -333,6 +337,53 @@ def phantom_diagnostics(profile: str, track: str, scores: pd.DataFrame) -> pd.Da
                 fraction = float(scores.loc[name, "dsc"]) / ceiling
                 rows.append((f"{name}: fraction of the ceiling", fraction, ""))
     return pd.DataFrame(rows, columns=["quantity", "value", "reference"])
+
+
+def translation_evidence(profile: str, track: str, name: str = "proposed") -> tuple[pd.DataFrame, str]:
+    """What stage 1's CycleGAN makes of CT, as run ``name``'s ``01_stage1`` measured it, and one
+    line that reads it.
+
+    Phantom: per input (``fake``: the translated CT; ``ct``: the CT as it is) the organ intensity
+    error, the fraction of region pairs in the true order, SSIM in the body, and the mean error per
+    region (fake minus true MR of the same anatomy, 0..255). Real data: per organ annotated in the
+    labelled MR the mean brightness (0..255) of the fake, of the CT as it is and of the real MR.
+    Empty with a line saying why when the stage has not measured it."""
+    rid = run_id(name, track)
+    try:
+        path = stage_output(profile, rid, "01_stage1") / "translation.csv"
+    except FlareInputError:
+        return pd.DataFrame(), f"not measured: {rid} has no finished stage 1"
+    if not path.is_file():
+        return pd.DataFrame(), (
+            f"not measured: {rid}'s stage 1 predates the file {path.name} (`flarelib reproduce` "
+            "reruns it, since its notebook changed)"
+        )
+    s1 = _metrics(profile, rid, "01_stage1") or {}
+    raw = pd.read_csv(path)
+    pseudo = s1.get("pseudo_label_true_dsc")
+    val = s1.get("val_mean_dsc")
+    tail = f"; the stage-1 model's validation DSC {_pct(val):.1f}" if val is not None else ""
+    if track == "phantom":
+        cols = [c for c in raw.columns if c not in ("case", "input", "sequence")]
+        table = raw.groupby("input", sort=False)[cols].mean()
+        fake, ct = table.loc["fake"], table.loc["ct"]
+        line = (
+            f"fake {raw['sequence'].iloc[0]} vs its truth: organ error {fake['organ_mae']:.1f} on 0..255 "
+            f"(the CT as it is {ct['organ_mae']:.1f}; target <= 20), pairs in the true order "
+            f"{fake['order_fraction']:.2f} (CT {ct['order_fraction']:.2f}; target >= 0.90)"
+        )
+        if pseudo is not None:
+            line += f"; stage-1 pseudo-labels vs the true MR labels: DSC {_pct(pseudo):.1f} (target 70)"
+        return table, line + tail
+    table = raw.set_index("organ")
+    line = (
+        f"organ brightness of the fake MR vs the labelled real MR: error "
+        f"{s1.get('translation_fake_organ_error', math.nan):.1f} on 0..255 (the CT as it is "
+        f"{s1.get('translation_ct_organ_error', math.nan):.1f}), pairs in the real order "
+        f"{s1.get('translation_fake_order_fraction', math.nan):.2f} "
+        f"(CT {s1.get('translation_ct_order_fraction', math.nan):.2f})"
+    )
+    return table, line + tail
 
 
 def efficiency_table(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:

@@ -155,3 +155,38 @@ def test_run_checkpoints_per_track(outputs):
         "baseline": "smoke/baseline_real/03_stage2/model/model_best.pt"
     }
     assert list(report.run_checkpoints(PROFILE, "phantom").index) == ["baseline"]
+
+
+def test_translation_evidence_phantom_pools_cases_and_reads_the_targets(outputs):
+    folder = _write(outputs, "proposed", "01_stage1", {"pseudo_label_true_dsc": 0.2, "val_mean_dsc": 0.1})
+    rows = [
+        "case,input,sequence,organ_mae,order_fraction,ssim_body,err_liver",
+        "a,fake,T1W,40,0.5,0.1,-30",
+        "a,ct,T1W,90,0.4,-0.2,50",
+        "b,fake,T1W,60,0.7,0.3,-10",
+        "b,ct,T1W,90,0.6,-0.2,50",
+    ]
+    (folder / "translation.csv").write_text("\n".join(rows) + "\n")
+    table, line = report.translation_evidence(PROFILE, "phantom")
+    assert table.loc["fake", "organ_mae"] == pytest.approx(50.0)
+    assert table.loc["fake", "err_liver"] == pytest.approx(-20.0)
+    assert table.loc["ct", "order_fraction"] == pytest.approx(0.5)
+    assert "organ error 50.0" in line and "CT as it is 90.0" in line and "DSC 20.0" in line
+
+
+def test_translation_evidence_real_per_organ_and_when_missing(outputs):
+    table, line = report.translation_evidence(PROFILE, "real")
+    assert table.empty and "no finished stage 1" in line
+    folder = _write(outputs, "proposed_real", "01_stage1", {"val_mean_dsc": 0.0})
+    table, line = report.translation_evidence(PROFILE, "real")
+    assert table.empty and "predates" in line
+    _write(
+        outputs,
+        "proposed_real",
+        "01_stage1",
+        {"translation_fake_organ_error": 94.8, "translation_ct_organ_error": 49.6, "val_mean_dsc": 0.0},
+    )
+    (folder / "translation.csv").write_text("organ,fake,ct,real\nliver,60,160,100\nspleen,50,165,190\n")
+    table, line = report.translation_evidence(PROFILE, "real")
+    assert list(table.index) == ["liver", "spleen"] and table.loc["spleen", "real"] == 190
+    assert "error 94.8" in line and "CT as it is 49.6" in line
