@@ -8,14 +8,6 @@ affine parameters and convs with bias, as pix2pix does for instance norm): gener
 34,111,489, discriminator 11,047,873; two of each = **90,318,724 = 90.32 M**, exactly the paper's
 Table 2 figure.
 
-``intensity_skip=k`` (params ``cyclegan.intensity_skip``; 0, the paper's net, by default) adds a
-pointwise path from the input (1x1x1 convs ``in_ch -> k -> ngf`` with a ReLU) to the features
-before the generator's head. Why: instance norm after the stem makes the ResNet generator
-invariant to any positive gain and offset of its input patch (``IN(w * (a x + b)) = IN(w * x)``
-for ``a > 0``), so a CT crop of fat and muscle is, by intensity, the same input as one of stomach
-and liver, although T1W renders fat bright and stomach dark: CT's absolute Hounsfield level, the
-one thing that names a tissue, is thrown away at the first layer. The skip hands it to the head.
-
 ``configuration="2d"`` (params ``unet.configuration``, :mod:`flarelib.models.configuration`)
 builds the same networks with in-plane kernels and strides: the generator's 7^3 stem and head
 become 1x7x7, its 3^3 convs 1x3x3 and its stride-2 downs and ups (1, 2, 2); the discriminator's 4^3
@@ -133,15 +125,14 @@ class ResnetGenerator3D(nn.Module):
         init_gain: float | None = 0.02,
         generator: torch.Generator | None = None,
         configuration: str = "3d",
-        intensity_skip: int = 0,
     ):
         super().__init__()
         bias = _check_norm(norm, "ResnetGenerator3D")
         self.configuration = conf = check_configuration(configuration)
         if padding not in _PADS:
             raise FlareInputError("ResnetGenerator3D", f"unknown padding {padding!r}", f"use one of {_PADS}")
-        if n_blocks < 0 or ngf < 1 or intensity_skip < 0:
-            raise FlareInputError("ResnetGenerator3D", "need ngf >= 1, n_blocks >= 0, intensity_skip >= 0")
+        if n_blocks < 0 or ngf < 1:
+            raise FlareInputError("ResnetGenerator3D", "need ngf >= 1 and n_blocks >= 0")
         self.in_ch, self.out_ch = in_ch, out_ch
         p7 = in_plane(conf, 0 if padding != "zero" else 3)
         k7, k3, s2, p1 = kernel(conf, 7), kernel(conf, 3), kernel(conf, 2), in_plane(conf, 1)
@@ -166,16 +157,8 @@ class ResnetGenerator3D(nn.Module):
                 _norm_layer(norm, c // 2),
                 nn.ReLU(True),
             ]
-        head = [*_pad(padding, 3, conf), nn.Conv3d(ngf, out_ch, k7, padding=p7), nn.Tanh()]
-        self.skip: nn.Module | None = None
-        if intensity_skip:
-            self.body = nn.Sequential(*layers)
-            self.skip = nn.Sequential(
-                nn.Conv3d(in_ch, intensity_skip, 1), nn.ReLU(True), nn.Conv3d(intensity_skip, ngf, 1)
-            )
-            self.head = nn.Sequential(*head)
-        else:  # the pix2pix module layout (state-dict keys model.N), as every checkpoint before
-            self.model = nn.Sequential(*layers, *head)
+        layers += [*_pad(padding, 3, conf), nn.Conv3d(ngf, out_ch, k7, padding=p7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
         if init_gain is not None:
             init_weights(self, init_gain, generator)
 
@@ -194,9 +177,7 @@ class ResnetGenerator3D(nn.Module):
                 if two_d
                 else "pad or crop the patch to multiples of 4",
             )
-        if self.skip is None:
-            return self.model(x)
-        return self.head(self.body(x) + self.skip(x))
+        return self.model(x)
 
 
 class NLayerDiscriminator3D(nn.Module):
@@ -264,7 +245,7 @@ def generator_from_params(
     p: Any, generator: torch.Generator | None = None, configuration: str | None = None
 ) -> ResnetGenerator3D:
     """:class:`ResnetGenerator3D` from a params section with ``ngf``, ``n_blocks`` (optional:
-    ``norm``, ``init_gain``, ``intensity_skip``, ``in_ch``, ``out_ch``, ``configuration``); duck-typed (dataclass,
+    ``norm``, ``init_gain``, ``in_ch``, ``out_ch``, ``configuration``); duck-typed (dataclass,
     namespace, mapping). ``configuration`` (``"3d"``/``"2d"``; the run's is ``unet.configuration``,
     which the callers pass) overrides the section's; default ``"3d"``."""
     return ResnetGenerator3D(
@@ -276,7 +257,6 @@ def generator_from_params(
         init_gain=_get(p, "init_gain", 0.02),
         generator=generator,
         configuration=configuration or str(_get(p, "configuration", "3d")),
-        intensity_skip=int(_get(p, "intensity_skip", 0)),
     )
 
 

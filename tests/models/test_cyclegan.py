@@ -89,23 +89,3 @@ def test_from_params_duck_typed():
     assert count_parameters(discriminator_from_params(p)) == count_parameters(NLayerDiscriminator3D(ndf=4))
     with pytest.raises(FlareInputError, match="unknown norm"):
         ResnetGenerator3D(norm="group")
-
-
-def test_instance_norm_makes_the_paper_generator_blind_to_absolute_intensity():
-    """The reason for ``intensity_skip``: a patch and the same patch with a gain and an offset (CT
-    fat and muscle vs stomach and liver, by intensity) give the same output without the skip."""
-    torch.manual_seed(0)
-    x = torch.rand(1, 1, 1, 16, 16) * 2 - 1  # torch's default init: weights large enough to show it
-    plain = ResnetGenerator3D(ngf=4, n_blocks=1, configuration="2d", init_gain=None).eval()
-    assert (plain(x) - plain(0.7 * x + 0.2)).abs().max() < 1e-4  # exact but for the norm's eps
-    skip = ResnetGenerator3D(ngf=4, n_blocks=1, configuration="2d", init_gain=None, intensity_skip=8)
-    assert (skip.eval()(x) - skip(0.7 * x + 0.2)).abs().max() > 1e-2
-    assert skip(x).shape == x.shape
-
-
-def test_intensity_skip_from_params_and_the_paper_layout_kept_without_it():
-    g = generator_from_params({"ngf": 4, "n_blocks": 1, "intensity_skip": 8})
-    assert g.skip is not None and count_parameters(g.skip) == (1 * 8 + 8) + (8 * 4 + 4)
-    assert all(k.startswith("model.") for k in ResnetGenerator3D(ngf=2, n_blocks=1).state_dict())
-    with pytest.raises(FlareInputError):
-        ResnetGenerator3D(ngf=2, intensity_skip=-1)
