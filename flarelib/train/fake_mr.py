@@ -22,7 +22,7 @@ from torch import nn
 
 from flarelib.config import Params
 from flarelib.errors import FlareInputError
-from flarelib.train.sampling import TrainVolume
+from flarelib.train.sampling import FAKE_MR, TrainVolume
 
 
 def load_translator(
@@ -144,8 +144,9 @@ def translate_to_fake_mr(
 
     ``ct_volumes`` are what :func:`flarelib.train.stages.load_train_volume` gives with
     ``intensity="ct255"``; the result has each volume's shape, spacing, label and annotated-class
-    mask, and the name ``<name>_fake`` (modality ``"MR"``). A 2-D generator translates with one-slice
-    tiles (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the CT's air is
+    mask, the name ``<name>_fake`` and modality :data:`~flarelib.train.sampling.FAKE_MR` (so
+    ``train.intensity_aug`` remaps it too). A 2-D generator translates with one-slice tiles
+    (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the CT's air is
     cleared first (:func:`clear_ct_air`, as the CycleGAN saw it in training) and the fake is 0
     outside the CT's body mask (:func:`zero_outside_body`) before it is z-scored.
     """
@@ -171,7 +172,7 @@ def translate_to_fake_mr(
                 vol.annotated,
                 name=f"{vol.name}_fake",
                 spacing_zyx=vol.spacing_zyx,
-                modality="MR",
+                modality=FAKE_MR,
             )
         )
     return out

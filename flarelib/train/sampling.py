@@ -25,6 +25,13 @@ from flarelib.train.intensity_aug import IntensityAug
 #: Voxel positions kept per class for foreground sampling (as nnU-Net).
 MAX_LOCATIONS_PER_CLASS = 10000
 
+#: ``TrainVolume.modality`` of a CT translated to MR by the CycleGAN (stage 1's labelled data).
+FAKE_MR = "fake MR"
+
+#: Modalities whose patches ``train.intensity_aug`` remaps: labelled CT, and CT translated to MR
+#: (the randomisation on top of the translation, issue 15); never real MR.
+REMAPPED_MODALITIES = frozenset({"CT", FAKE_MR})
+
 
 @dataclasses.dataclass(eq=False)
 class TrainVolume:
@@ -34,7 +41,8 @@ class TrainVolume:
     CycleGAN). ``label``: uint8 (z, y, x) FLARE ids 0..13, or None (unlabelled). ``annotated``: bool
     (14,), True where the class is supervised (background True; from ``LabelMap.annotated_mask()``).
     ``spacing_zyx`` (mm) makes rotations physical; (1, 1, 1) when unknown. ``modality``: ``"CT"``,
-    ``"MR"`` or None (unknown); ``train.intensity_aug`` remaps labelled CT patches only.
+    ``"MR"``, :data:`FAKE_MR` or None (unknown); ``train.intensity_aug`` remaps the patches of
+    :data:`REMAPPED_MODALITIES` only.
     """
 
     image: np.ndarray
@@ -120,9 +128,9 @@ class PatchSampler:
     classes present in that volume; otherwise the patch is placed uniformly at random.
 
     ``intensity_aug`` (:mod:`flarelib.train.intensity_aug`): remaps the image of every patch of a CT
-    volume (``modality == "CT"``), after the augmentation, with parameters drawn from
-    ``intensity_rng`` (default: the sample's Generator); the label is unchanged. Other volumes draw
-    nothing.
+    volume or of a CT translated to MR (``modality`` in :data:`REMAPPED_MODALITIES`), after the
+    augmentation, with parameters drawn from ``intensity_rng`` (default: the sample's Generator);
+    the label is unchanged. Other volumes (real MR) draw nothing.
     """
 
     def __init__(
@@ -170,7 +178,7 @@ class PatchSampler:
             spacing_zyx=vol.spacing_zyx,
             pad_value=vol.pad_value,
         )
-        if self.intensity_aug is not None and vol.modality == "CT":
+        if self.intensity_aug is not None and vol.modality in REMAPPED_MODALITIES:
             params = self.intensity_aug.draw_params(intensity_rng if intensity_rng is not None else rng)
             img = self.intensity_aug.apply(img, params)
         return img, lab, vol.annotated

@@ -71,7 +71,7 @@ from flarelib.train.loop import (
     train,
 )
 from flarelib.train.mean_teacher import MeanTeacher
-from flarelib.train.sampling import SegmentationBatches, TrainVolume, UnpairedBatches
+from flarelib.train.sampling import REMAPPED_MODALITIES, SegmentationBatches, TrainVolume, UnpairedBatches
 
 __all__ = [
     "FAKE_MR_STAGE",
@@ -330,8 +330,8 @@ def train_segmentation(
     :class:`~flarelib.train.loop.LoopResult`.
 
     ``unet.configuration`` 2d trains on one-slice patches (``train.patch_zyx`` z = 1, validated
-    with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes whose
-    ``modality`` is ``"CT"``."""
+    with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes of
+    CT and of CT translated to MR (:data:`~flarelib.train.sampling.REMAPPED_MODALITIES`)."""
     t = params.train
     check_params(params, ("unet", "train", "infer"))
     div = required_divisor(params.unet.pool_zyx)
@@ -357,10 +357,10 @@ def train_segmentation(
         init_weights(student, t.init_from, params.infer.weights)
     system = MeanTeacher(student, params=t, seed=seed, eval_weights=params.infer.weights)
     intensity_aug = make_intensity_aug(t.intensity_aug, t.patch_zyx)
-    if intensity_aug is not None and not any(v.modality == "CT" for v in labeled):
+    if intensity_aug is not None and not any(v.modality in REMAPPED_MODALITIES for v in labeled):
         warnings.warn(
-            f"train.intensity_aug: {t.intensity_aug} remaps labelled CT only, and none of the "
-            f"{len(labeled)} labelled volumes is CT (TrainVolume.modality): it changes nothing here",
+            f"train.intensity_aug: {t.intensity_aug} remaps labelled CT and fake MR only, and none of "
+            f"the {len(labeled)} labelled volumes is either (TrainVolume.modality): it changes nothing here",
             stacklevel=2,
         )
     batches = SegmentationBatches(

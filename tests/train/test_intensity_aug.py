@@ -16,7 +16,7 @@ from flarelib.train.intensity_aug import (
     RandConvParams,
     make_intensity_aug,
 )
-from flarelib.train.sampling import PatchSampler, SegmentationBatches
+from flarelib.train.sampling import FAKE_MR, PatchSampler, SegmentationBatches
 
 
 def _patch(shape=(8, 24, 24), seed=0) -> np.ndarray:
@@ -93,9 +93,10 @@ def _volumes(make_volume):
     return ct, mr
 
 
-def test_sampler_remaps_ct_images_only_and_never_the_label(make_volume):
+def test_sampler_remaps_ct_and_fake_mr_images_only_and_never_the_label(make_volume):
     ct, mr = _volumes(make_volume)
-    for vol, changed in ((ct, True), (mr, False)):
+    fake = dataclasses.replace(make_volume(2), modality=FAKE_MR)  # stage 1: CT translated to MR
+    for vol, changed in ((ct, True), (fake, True), (mr, False)):
         plain = PatchSampler([vol], (8, 32, 32))
         randomised = PatchSampler([vol], (8, 32, 32), intensity_aug=GIN())
         for seed in range(3):

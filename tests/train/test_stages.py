@@ -21,7 +21,7 @@ from flarelib.models.unet import UNet3D
 from flarelib.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint
 from flarelib.train.cyclegan import translate_volume
 from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
-from flarelib.train.sampling import TrainVolume
+from flarelib.train.sampling import FAKE_MR, TrainVolume
 from flarelib.train.stages import OPERATIONAL_TRAIN_FIELDS, train_cyclegan, train_segmentation, training_hash
 
 CONV_TYPES = (torch.nn.Conv3d, torch.nn.ConvTranspose3d)
@@ -182,7 +182,7 @@ def test_2d_cyclegan_trains_and_translates_slice_by_slice(tmp_path):
     lab[1:5, 10:30, 10:30] = 1
     ct = TrainVolume(a[0].image, lab, name="ct", spacing_zyx=(4.0, 3.0, 3.0), modality="CT")
     (mr,) = translate_to_fake_mr(generator, [ct], params.cyclegan.patch_zyx)
-    assert mr.shape == ct.shape and mr.modality == "MR" and np.array_equal(mr.label, lab)
+    assert mr.shape == ct.shape and mr.modality == FAKE_MR and np.array_equal(mr.label, lab)
     assert np.isfinite(mr.image).all()
 
 
@@ -210,7 +210,7 @@ def test_new_keys_at_their_defaults_keep_the_hashes_of_older_checkpoints():
 
 def test_intensity_aug_without_ct_volumes_warns(make_volume, tmp_path):
     params = params_2d(iterations=1, intensity_aug="randconv")
-    with pytest.warns(UserWarning, match=r"train\.intensity_aug: randconv remaps labelled CT only"):
+    with pytest.warns(UserWarning, match=r"randconv remaps labelled CT and fake MR only"):
         train_segmentation(params, "mt2d", tmp_path, [make_volume(0)], [], device="cpu", progress=False)
 
 
