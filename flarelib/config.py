@@ -201,7 +201,7 @@ class TrainParams:
     foreground_oversample: float = 0.33
     swap_lr_labels: bool = True  # the authors' code does not swap 2<->13, 7<->8 on L/R flips
     augmentation: Literal["nnunet", "none"] = "nnunet"  # none: plain crops (the CPU profiles)
-    intensity_aug: Literal["none", "randconv", "gin"] = "none"  # labelled CT only (train/intensity_aug.py)
+    intensity_aug: Literal["none", "randconv", "gin", "synth"] = "none"  # CT + fake MR (intensity_aug.py)
     grad_clip: float = 12.0
     amp: bool = True  # CUDA only; CPU runs fp32
     checkpoint_every: int = 1000

@@ -17,17 +17,29 @@ source domain generalisation (here: CT-labelled -> MR):
   (0.01) between layers; its output brought to the patch's mean and std, mixed with the patch with
   alpha ~ U(0, 1), and the mix brought to the patch's mean and std (the authors match the
   Frobenius norm; on a z-scored patch the two agree up to the mean).
+* ``synth`` (after SynthSeg: Billot et al., Medical Image Analysis 2023, "SynthSeg: segmentation
+  of brain MRI scans of any contrast and resolution without retraining"): the patch is redrawn
+  from its label map. Every organ label, and ``background_classes`` (3) intensity classes of the
+  label-0 voxels (split at the patch's own terciles: for CT air/fat, soft tissue, dense), gets a
+  mean ~ U(0, 1) and a noise std ~ U(0, ``std_max``); then a Gaussian blur of sigma ~ U(0,
+  ``blur_max``) voxels (in-plane for one-slice patches), a smooth multiplicative bias field
+  (``exp`` of a ``bias_grid`` of N(0, ``bias_std``) values, cubic-interpolated), a gamma ``exp(N(0,
+  gamma_std))`` on the min-max scaled result, and the result brought to the patch's mean and std.
+  Nothing of the CT's own contrast survives, only the anatomy the label draws, so a net must learn
+  shapes; an organ the label leaves unannotated falls into a background class.
 * ``none``: the identity (draws nothing, so the patch stream is bit-identical to a run without it).
 
 Each transform is TorchIO style: ``draw_params(rng)`` takes every random number from a numpy
 ``Generator`` (in training the batch's own stream, :func:`flarelib.train.sampling.batch_rng`
 stream 1: a function of seed, rank and batch index, so a resumed run sees the same remappings and
 the patches are those of a run without them), ``apply(image, params)`` is deterministic (a
-torch CPU convolution; one and two threads gave bit-identical results). Images are float32
-``(z, y, x)``; kernels are cubic (``(k, k, k)``) for 3-D patches and in-plane (``(1, k, k)``) when
-``in_plane`` (a 2-D configuration's one-slice patches; :func:`make_intensity_aug` picks it from the
-patch size). Borders are padded by replication. The label is never touched: the sampler applies
-these to the image of labelled CT patches only (:class:`flarelib.train.sampling.PatchSampler`).
+torch CPU convolution; one and two threads gave bit-identical results; ``synth`` draws a noise
+seed and makes its noise from it). Images are float32 ``(z, y, x)``; kernels are cubic (``(k, k,
+k)``) for 3-D patches and in-plane (``(1, k, k)``) when ``in_plane`` (a 2-D configuration's
+one-slice patches; :func:`make_intensity_aug` picks it from the patch size). Borders are padded by
+replication. The label is never touched (``synth`` reads it: ``apply(image, params, label)``); the
+sampler applies these to the image of labelled CT and fake MR patches only
+(:class:`flarelib.train.sampling.PatchSampler`).
 Not done: restricting the remapping to the body mask (the air around the body is remapped with
 the rest of the patch).
 """
@@ -50,13 +62,15 @@ __all__ = [
     "KINDS",
     "GINParams",
     "IntensityAug",
+    "LabelSynth",
+    "LabelSynthParams",
     "RandConv",
     "RandConvParams",
     "make_intensity_aug",
 ]
 
 #: Values of ``train.intensity_aug``.
-KINDS: tuple[str, ...] = ("none", "randconv", "gin")
+KINDS: tuple[str, ...] = ("none", "randconv", "gin", "synth")
 
 
 class IntensityAug(Protocol):
@@ -64,7 +78,7 @@ class IntensityAug(Protocol):
 
     def draw_params(self, rng: np.random.Generator) -> Any: ...
 
-    def apply(self, image: np.ndarray, params: Any) -> np.ndarray: ...
+    def apply(self, image: np.ndarray, params: Any, label: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def _kernel_shape(k: int, in_plane: bool) -> tuple[int, int, int]:
@@ -131,7 +145,7 @@ class RandConv:
         weight = rng.normal(0.0, std, size=shape).astype(np.float32)
         return RandConvParams(weight, float(rng.uniform(*self.alpha_range)))
 
-    def apply(self, image: np.ndarray, params: RandConvParams) -> np.ndarray:
+    def apply(self, image: np.ndarray, params: RandConvParams, label: np.ndarray | None = None) -> np.ndarray:
         img = _check_image(image)
         with torch.no_grad():
             y = _conv(torch.from_numpy(img)[None], params.weight[None, None])[0].numpy()
@@ -174,7 +188,7 @@ class GIN:
             biases.append(rng.normal(0.0, 1.0, size=c_out).astype(np.float32))
         return GINParams(tuple(weights), tuple(biases), float(rng.uniform(*self.alpha_range)))
 
-    def apply(self, image: np.ndarray, params: GINParams) -> np.ndarray:
+    def apply(self, image: np.ndarray, params: GINParams, label: np.ndarray | None = None) -> np.ndarray:
         img = _check_image(image)
         with torch.no_grad():
             x = torch.from_numpy(img)[None]
@@ -185,6 +199,90 @@ class GIN:
                     x = F.leaky_relu(x, self.negative_slope)
             y = x[0].numpy()
         return _mix(img, y, params.alpha)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSynthParams:
+    """One ``synth`` draw: per class (organ ids 0..13, then the background classes) ``means`` and
+    ``stds`` (float64, on 0..1), ``blur`` sigma in voxels, the log bias field on its coarse grid
+    ``bias`` (float64), ``gamma`` and the noise ``seed``."""
+
+    means: np.ndarray
+    stds: np.ndarray
+    blur: float
+    bias: np.ndarray
+    gamma: float
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSynth:
+    """Label-driven synthesis after SynthSeg (module docstring). Label ids are FLARE's 0..13; label
+    0 voxels are split into ``background_classes`` by the patch's own intensities."""
+
+    in_plane: bool = False
+    n_labels: int = 14
+    background_classes: int = 3
+    std_max: float = 0.1
+    blur_max: float = 1.0
+    bias_std: float = 0.3
+    bias_grid: tuple[int, int, int] = (2, 4, 4)
+    gamma_std: float = 0.4
+
+    def draw_params(self, rng: np.random.Generator) -> LabelSynthParams:
+        n = self.n_labels + self.background_classes
+        grid = (1, *self.bias_grid[1:]) if self.in_plane else self.bias_grid
+        return LabelSynthParams(
+            means=rng.uniform(0.0, 1.0, n),
+            stds=rng.uniform(0.0, self.std_max, n),
+            blur=float(rng.uniform(0.0, self.blur_max)),
+            bias=rng.normal(0.0, self.bias_std, grid),
+            gamma=float(np.exp(rng.normal(0.0, self.gamma_std))),
+            seed=int(rng.integers(2**31)),
+        )
+
+    def classes(self, image: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Class per voxel (int64, the patch's shape): the organ id, or ``n_labels + k`` for the
+        ``k``-th intensity class of the label-0 voxels."""
+        cls = label.astype(np.int64)
+        background = cls == 0
+        if background.any() and self.background_classes > 1:
+            q = np.linspace(0, 1, self.background_classes + 1)[1:-1]
+            edges = np.quantile(image[background], q)
+            cls[background] = self.n_labels + np.searchsorted(edges, image[background])
+        elif background.any():
+            cls[background] = self.n_labels
+        return cls
+
+    def apply(
+        self, image: np.ndarray, params: LabelSynthParams, label: np.ndarray | None = None
+    ) -> np.ndarray:
+        from scipy import ndimage
+
+        img = _check_image(image)
+        if label is None or np.shape(label) != img.shape:
+            raise ValueError(
+                "synth intensity augmentation draws the image from its label: pass the patch's label"
+            )
+        cls = self.classes(img, np.asarray(label))
+        noise = np.random.default_rng(params.seed).standard_normal(img.shape)
+        out = params.means[cls] + params.stds[cls] * noise
+        if params.blur > 0:
+            sigma = (0.0, params.blur, params.blur) if self.in_plane else params.blur
+            out = ndimage.gaussian_filter(out, sigma, mode="nearest")
+        zoom = [s / g for s, g in zip(img.shape, params.bias.shape, strict=True)]
+        out = out * np.exp(
+            ndimage.zoom(
+                params.bias,
+                zoom,
+                order=3 if min(params.bias.shape) > 1 else 1,
+                mode="nearest",
+                grid_mode=True,
+            )
+        )
+        lo, hi = float(out.min()), float(out.max())
+        out = ((out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)) ** params.gamma
+        return _match(out, img).astype(np.float32)
 
 
 def make_intensity_aug(kind: str, patch_zyx: Sequence[int] | None = None) -> IntensityAug | None:
@@ -201,4 +299,6 @@ def make_intensity_aug(kind: str, patch_zyx: Sequence[int] | None = None) -> Int
         return RandConv(in_plane=in_plane)
     if kind == "gin":
         return GIN(in_plane=in_plane)
+    if kind == "synth":
+        return LabelSynth(in_plane=in_plane)
     return None

@@ -180,7 +180,7 @@ class PatchSampler:
         )
         if self.intensity_aug is not None and vol.modality in REMAPPED_MODALITIES:
             params = self.intensity_aug.draw_params(intensity_rng if intensity_rng is not None else rng)
-            img = self.intensity_aug.apply(img, params)
+            img = self.intensity_aug.apply(img, params, label=lab)
         return img, lab, vol.annotated
 
 

@@ -1,5 +1,6 @@
-"""RandConv and GIN intensity randomisation: deterministic given the Generator, statistics kept,
-labels untouched, CT only, in-plane kernels for one-slice patches, a params error for unknown kinds."""
+"""RandConv, GIN and label-driven (synth) intensity randomisation: deterministic given the
+Generator, statistics kept, labels untouched, CT and fake MR only, in-plane kernels for one-slice
+patches, a params error for unknown kinds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from flarelib.config import params_from_dict
 from flarelib.errors import FlareInputError
 from flarelib.train.intensity_aug import (
     GIN,
+    LabelSynth,
     RandConv,
     RandConvParams,
     make_intensity_aug,
@@ -131,3 +133,54 @@ def test_flipped_views_are_accepted():
         for aug in (RandConv(), GIN()):
             out = aug.apply(img, aug.draw_params(np.random.default_rng(0)))
             assert out.shape == img.shape and np.isfinite(out).all()
+
+
+def _labelled_patch(shape=(6, 24, 24)):
+    img = _patch(shape)
+    lab = np.zeros(shape, np.uint8)
+    lab[:, 4:16, 6:18] = 1  # the liver
+    lab[:, 18:22, 2:6] = 2
+    return img, lab
+
+
+def test_synth_draws_each_label_from_its_own_mean_and_keeps_the_patch_statistics():
+    img, lab = _labelled_patch()
+    aug = LabelSynth(blur_max=0.0, bias_std=0.0, gamma_std=0.0, std_max=1e-6)
+    p = aug.draw_params(np.random.default_rng(3))
+    out = aug.apply(img, p, lab)
+    assert out.shape == img.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert out.mean() == pytest.approx(img.mean(), abs=1e-4) and out.std() == pytest.approx(
+        img.std(), rel=1e-4
+    )
+    cls = aug.classes(img, lab)
+    assert set(np.unique(cls)) <= {1, 2, 14, 15, 16} and (cls[lab == 1] == 1).all()
+    for c in np.unique(cls):  # no noise, blur or bias: one value per class, ordered as the means
+        assert np.ptp(out[cls == c]) < 1e-3
+    means = {int(c): float(out[cls == c].mean()) for c in np.unique(cls)}
+    ranked = sorted(means, key=means.get)
+    assert ranked == sorted(means, key=lambda c: p.means[c])
+    np.testing.assert_array_equal(out, aug.apply(img, aug.draw_params(np.random.default_rng(3)), lab))
+    assert not np.array_equal(out, aug.apply(img, aug.draw_params(np.random.default_rng(4)), lab))
+
+
+@pytest.mark.parametrize("shape", [(6, 24, 24), (1, 32, 32)])
+def test_synth_with_noise_blur_bias_and_gamma_is_finite_and_needs_the_label(shape):
+    img, lab = _labelled_patch(shape)
+    aug = make_intensity_aug("synth", shape)
+    assert isinstance(aug, LabelSynth) and aug.in_plane is (shape[0] == 1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        out = aug.apply(img, aug.draw_params(rng), lab)
+        assert out.shape == img.shape and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="label"):
+        aug.apply(img, aug.draw_params(rng))
+
+
+def test_sampler_hands_synth_the_patch_label(make_volume):
+    ct, _ = _volumes(make_volume)
+    sampler = PatchSampler(
+        [ct], (8, 32, 32), intensity_aug=LabelSynth(std_max=1e-6, blur_max=0.0, bias_std=0.0)
+    )
+    img, lab, _ = sampler.sample(np.random.default_rng(0))
+    for organ in np.unique(lab[lab > 0]):
+        assert np.ptp(img[lab == organ]) < 1e-3  # drawn from the label, not from the CT
