@@ -58,6 +58,7 @@ REAL_TRACK_ANCHORS: dict[str, tuple[float, str]] = {
 REAL_TRACK_RUNS: dict[str, str] = {
     "baseline": "no adaptation (SIFA's table)",
     "baseline_randaug": "no adaptation (SIFA's table)",
+    "baseline_synth": "no adaptation (SIFA's table)",
     "semi_all_mr": "no adaptation (SIFA's table)",
     "cyclegan_semi": "CycleGAN (SIFA's table)",
     "proposed": "SIFA",

@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Runs beyond the paper's tables (phantom only): the ceiling and the intensity-randomised baseline.
-EXTRA_RUNS = ("oracle_mr", "baseline_randaug")
+EXTRA_RUNS = ("oracle_mr", "baseline_randaug", "baseline_synth")
 
 
 def run_id(name: str, track: str) -> str:

@@ -49,6 +49,7 @@ ORDER = (
     "cyclegan_semi",
     "proposed",
     "baseline_randaug",
+    "baseline_synth",
     "oracle_mr",
     "semi_wo_ct",
     "semi",
