@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from skimage.metrics import structural_similarity
 
 from flarelib.labels import ORGAN_BY_NAME
@@ -107,3 +108,10 @@ def translation_figures(
         ssim_body=ssim,
         means=means,
     )
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of every figure per input (``fake``, ``ct``) of a per-case table (columns ``case``,
+    ``input``, ``sequence`` and the figures of :meth:`TranslationFigures.as_row`), cases pooled."""
+    cols = [c for c in table.columns if c not in ("case", "input", "sequence")]
+    return table.groupby("input", sort=False)[cols].mean()

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from flarelib.errors import FlareInputError
+from flarelib.evaluate.translation import summarise
 from flarelib.paths import outputs_root
 from flarelib.study import paper
 from flarelib.study.flow import SAME_AS, STAGES, read_metrics, stage_output
@@ -53,7 +54,8 @@ __all__ = [
     "translation_evidence",
 ]
 
-#: Runs beyond the paper's tables (phantom only): the ceiling and the intensity-randomised baseline.
+#: Runs beyond the paper's tables: the ceiling (phantom) and the intensity-randomised baselines
+#: (GIN on both tracks; synth on the real track).
 EXTRA_RUNS = ("oracle_mr", "baseline_randaug", "baseline_synth")
 
 
@@ -364,8 +366,7 @@ def translation_evidence(profile: str, track: str, name: str = "proposed") -> tu
     val = s1.get("val_mean_dsc")
     tail = f"; the stage-1 model's validation DSC {_pct(val):.1f}" if val is not None else ""
     if track == "phantom":
-        cols = [c for c in raw.columns if c not in ("case", "input", "sequence")]
-        table = raw.groupby("input", sort=False)[cols].mean()
+        table = summarise(raw)
         fake, ct = table.loc["fake"], table.loc["ct"]
         line = (
             f"fake {raw['sequence'].iloc[0]} vs its truth: organ error {fake['organ_mae']:.1f} on 0..255 "

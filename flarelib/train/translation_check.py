@@ -27,7 +27,7 @@ from flarelib.data.phantom.shapes import FAT_TISSUES, Tissue
 from flarelib.data.phantom.truth import DIAGNOSTICS, tissue_file, translation_truth_file
 from flarelib.datasets import ensure_data
 from flarelib.errors import FlareInputError
-from flarelib.evaluate.translation import organ_regions, translation_figures
+from flarelib.evaluate.translation import organ_regions, summarise, translation_figures
 from flarelib.io import read_image, read_label
 from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
@@ -173,12 +173,6 @@ def real_translation_table(
         ]
         figures[f"{kind}_order_fraction"] = float(np.mean(same)) if same else float("nan")
     return table, figures
-
-
-def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every figure per input (``fake``, ``ct``), cases pooled."""
-    cols = [c for c in table.columns if c not in ("case", "input", "sequence")]
-    return table.groupby("input", sort=False)[cols].mean()
 
 
 def _run(args: argparse.Namespace) -> int:
