@@ -142,7 +142,7 @@ else:  # real data: the fake's organ brightness against the labelled real MR (me
 
 # %%
 mt = run_stage(params, "stage1", out / "stage1", cyclegan=out / "cyclegan" / "checkpoint.pt", progress=False)
-print(f"stage-1 Mean Teacher: {mt.iteration} iterations, {mt.seconds:.0f} s this session")
+print(f"stage-1 Mean Teacher: {mt.iteration} iterations ({mt.precision}), {mt.seconds:.0f} s this session")
 mt_log = pd.read_csv(out / "stage1" / "train_log.csv")
 fig = training_curves_figure(mt_log, ["loss_sup", "loss_con"], out_png=out / "stage1_losses.png")
 display(fig)

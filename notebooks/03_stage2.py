@@ -77,7 +77,7 @@ display(pd.Series(summary, name="volumes").to_frame())
 
 # %%
 result = train_model(with_training(params, s2.mode), "stage2", out / "model", data.labelled, data.unlabelled)
-print(f"{result.iteration} iterations, {result.seconds:.0f} s this session")
+print(f"{result.iteration} iterations ({result.precision}), {result.seconds:.0f} s this session")
 log = pd.read_csv(out / "model" / "train_log.csv")
 curves = [c for c in ("loss_sup", "loss_con") if c in log]
 fig = training_curves_figure(log, curves, out_png=out / "losses.png")
@@ -93,6 +93,7 @@ display(pd.read_csv(out / "val_scores.csv").groupby("sequence")[["dsc", "nsd"]].
 metrics = {
     "model": MODEL_FILE,
     "iterations": result.iteration,
+    "precision": result.precision,
     "labelled": len(data.labelled),
     "unlabelled": len(data.unlabelled),
     "sources": data.record,

@@ -7,8 +7,8 @@ NaN in its ``ours`` columns and the verdicts say so. Sources, for a profile and 
 * Tables 5 and 6: ``<run>/05_evaluate/metrics.json`` (the run's final model on the labelled MR
   validation set; mean over cases of each case's mean over its organs).
 * Table 4: the same file of ``proposed`` (``per_organ``).
-* Fig. 6: ``proposed``'s ``03_stage2`` (iteration 0) and ``04_stage3`` (iterations 1..N) validation
-  scores.
+* Fig. 6: ``self_training``'s (else ``proposed``'s) ``03_stage2`` (iteration 0) and ``04_stage3``
+  (iterations 1..N) validation scores.
 * Phantom-only diagnostics: ``01_stage1`` (pseudo-labels against the true MR labels), ``02_transfer``
   (kidney filter precision/recall against the true transfer accuracy), ``oracle_mr`` (the ceiling).
 * Efficiency: ``proposed/06_efficiency/metrics.json`` when the run has that stage.
@@ -57,6 +57,7 @@ __all__ = [
 #: Runs beyond the paper's tables: the ceiling (phantom) and the intensity-randomised baselines
 #: (GIN on both tracks; synth on the real track).
 EXTRA_RUNS = ("oracle_mr", "baseline_randaug", "baseline_synth")
+FIG6_RUN = "self_training"  # proposed's stage 3 continued to 5 iterations (params/runs/self_training.yaml)
 
 
 def run_id(name: str, track: str) -> str:
@@ -269,11 +270,17 @@ def table4(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("organ")
 
 
-def fig6_table(profile: str, track: str, name: str = "proposed") -> pd.DataFrame:
+def fig6_table(profile: str, track: str, name: str | None = None) -> pd.DataFrame:
     """Fig. 6: per self-training iteration (0 = stage 2's model) the validation ``dsc, nsd`` (x100)
-    and kept/dropped pseudo-labels; empty when stage 3 has not run."""
-    rid = run_id(name, track)
-    s2, s3 = _metrics(profile, rid, "03_stage2"), _metrics(profile, rid, "04_stage3")
+    and kept/dropped pseudo-labels, of run ``name`` (default: ``self_training``, the 5 recorded
+    iterations, else ``proposed``'s); empty when stage 3 has not run."""
+    names = [name] if name else [FIG6_RUN, "proposed"]
+    s2 = s3 = None
+    for n in names:
+        rid = run_id(n, track)
+        s2, s3 = _metrics(profile, rid, "03_stage2"), _metrics(profile, rid, "04_stage3")
+        if s3 is not None:
+            break
     if s3 is None:
         return pd.DataFrame(columns=["iteration", "dsc", "nsd", "kept", "dropped"])
     rows = []

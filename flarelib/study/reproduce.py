@@ -48,6 +48,7 @@ ORDER = (
     "semi_all_mr",
     "cyclegan_semi",
     "proposed",
+    "self_training",
     "baseline_randaug",
     "baseline_synth",
     "oracle_mr",

@@ -153,6 +153,7 @@ def _iteration(params: Params, k: int, previous: Path, folder: Path, log: Callab
         "ct": ct_record["ct"],
         "unlabelled": len(unlabelled),
         "train_iterations": result.iteration,
+        "precision": result.precision,
         "seconds": round(time.perf_counter() - t0, 1),
         "model": MODEL_FILE,
         **scores,

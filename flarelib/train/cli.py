@@ -25,7 +25,8 @@ def _run(args: argparse.Namespace) -> int:
     best = "" if result.best_value is None else f", best {result.best_value:.4f} at {result.best_iteration}"
     print(
         f"{args.stage}: {result.iteration} iterations in {result.seconds:.1f} s "
-        f"(data wait {100 * result.data_wait_fraction:.0f}%){best}; checkpoint {result.checkpoint}"
+        f"(data wait {100 * result.data_wait_fraction:.0f}%, {result.precision}){best}; "
+        f"checkpoint {result.checkpoint}"
     )
     return 0
 

@@ -7,7 +7,7 @@ learning-rate schedule and does one training step on a batch through a
 
 * device, CPU threads, DDP process group (:mod:`flarelib.train.distributed`), broadcast of the
   initial weights from rank 0;
-* AMP on CUDA (fp16 autocast + ``GradScaler``), fp32 on CPU;
+* AMP on CUDA (fp16 autocast + ``GradScaler``); on CPU fp32, or bf16 autocast (``cpu_precision``);
 * batches from a :class:`~flarelib.train.sampling.BatchLoader` (background workers) and the time
   spent waiting for them (``data_wait``: fraction of the step);
 * atomic checkpoints every ``checkpoint_every`` iterations and at the end (rank 0 only), exact
@@ -89,7 +89,8 @@ class LoopConfig:
     num_workers: int = 0
     prefetch: int = 2
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
-    amp: bool = True  # CUDA only
+    amp: bool = True  # CUDA only: fp16 autocast + GradScaler
+    cpu_precision: str = "fp32"  # fp32 | bf16 | auto (:func:`cpu_bf16`)
     device: str | None = None  # None/"auto": CUDA if available
     tensorboard: bool = True
     progress: bool = True
@@ -111,6 +112,27 @@ class LoopResult:
     checkpoint: Path
     data_wait_fraction: float
     seconds: float
+    precision: str = "fp32"  # what the steps ran in: fp32, fp16 (CUDA AMP) or bf16 (CPU autocast)
+
+
+def cpu_bf16(precision: str) -> bool:
+    """Whether CPU training runs bf16 autocast: ``"bf16"`` always, ``"auto"`` where the CPU computes
+    bf16 natively (AVX512-BF16 or AMX tiles; elsewhere bf16 is emulated and slower than fp32)."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if precision == "auto":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    raise ValueError(f"train.cpu_precision must be fp32, bf16 or auto, got {precision!r}")
+
+
+def autocast_setting(device: torch.device, amp: bool, cpu_precision: str) -> tuple[bool, torch.dtype]:
+    """``(autocast on, its dtype)``: fp16 on CUDA with ``amp``; bf16 on CPU per ``cpu_precision``."""
+    if device.type == "cuda":
+        return bool(amp), torch.float16
+    return cpu_bf16(cpu_precision), torch.bfloat16
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,7 +324,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    amp = bool(cfg.amp and device.type == "cuda")
+    amp, dtype = autocast_setting(device, cfg.amp, cfg.cpu_precision)
     out_dir = Path(cfg.out_dir)
     if info.is_main:
         remove_stale_temps(out_dir)  # half-written files of a run killed mid-write
@@ -315,8 +337,9 @@ def train(
             broadcast_module(m)
     uses_ddp = system.wrap_distributed(info) if info.distributed else False
     optimizers = system.make_optimizers()
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    ctx = StepContext(device, amp, scaler, info, total)
+    # bf16 keeps fp32's exponent range: no loss scaling
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
+    ctx = StepContext(device, amp, scaler, info, total, dtype)
     ctx.manual_grad_sync = info.distributed and not uses_ddp
 
     start, loop_state = resume_from_checkpoint(ckpt_path, cfg, info, system, optimizers, scaler)
@@ -405,4 +428,5 @@ def train(
         checkpoint=ckpt_path,
         data_wait_fraction=wait_total / step_total if step_total > 0 else 0.0,
         seconds=time.perf_counter() - t_start,
+        precision={torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype] if amp else "fp32",
     )

@@ -271,6 +271,7 @@ def _loop_config(
         prefetch=t.prefetch,
         threads=t.threads,
         amp=t.amp,
+        cpu_precision=t.cpu_precision,
         device=device,
         progress=progress,
         resume=not restart,

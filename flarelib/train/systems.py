@@ -27,9 +27,11 @@ class StepContext:
         scaler: torch.amp.GradScaler,
         dist_info: DistInfo,
         total_iterations: int,
+        dtype: torch.dtype = torch.float16,
     ):
         self.device = device
         self.amp = amp
+        self.dtype = dtype  # autocast dtype when ``amp``: fp16 on CUDA, bf16 on CPU
         self.scaler = scaler
         self.dist = dist_info
         self.total_iterations = int(total_iterations)
@@ -43,7 +45,7 @@ class StepContext:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+            return torch.autocast(device_type=self.device.type, dtype=self.dtype)
         return contextlib.nullcontext()
 
     def step(

@@ -151,3 +151,71 @@ def test_dice_validator_known_answer(make_volume):
     assert scores["dice_2"] == 0.0
     n_present = len(set(vol.label.ravel().tolist()) - {0})
     assert scores["dice_mean"] == pytest.approx(liver / n_present)
+
+
+def test_cpu_precision_resolves_and_rejects_unknown_values():
+    from flarelib.train.loop import autocast_setting, cpu_bf16
+
+    assert cpu_bf16("fp32") is False and cpu_bf16("bf16") is True
+    assert isinstance(cpu_bf16("auto"), bool)
+    assert autocast_setting(torch.device("cpu"), True, "fp32") == (False, torch.bfloat16)
+    assert autocast_setting(torch.device("cpu"), False, "bf16") == (True, torch.bfloat16)
+    assert autocast_setting(torch.device("cuda"), True, "bf16") == (True, torch.float16)
+    with pytest.raises(ValueError, match="cpu_precision"):
+        cpu_bf16("fp16")
+
+
+def _setup_2d(make_volume, out_dir, iterations=6, **cfg):
+    """The quick profile's shape of problem in small: a 2d net (1x3x3 kernels) on one-slice patches."""
+    from flarelib.labels import NUM_CLASSES
+    from flarelib.models.unet import UNet3D
+
+    net = UNet3D(
+        1,
+        NUM_CLASSES,
+        (4, 8, 16, 16),
+        ((1, 2, 2),) * 3,
+        deep_supervision=True,
+        num_ds_heads=2,
+        configuration="2d",
+        generator=torch.Generator().manual_seed(0),
+    )
+    system = MeanTeacher(net, params=dataclasses.replace(PARAMS, patch_zyx=(1, 32, 32)), seed=11)
+    vols = [make_volume(0), make_volume(1)], [make_volume(2, labeled=False)]
+    batches = SegmentationBatches(*vols, (1, 32, 32), batch_labeled=4, batch_unlabeled=4, seed=11)
+    config = LoopConfig(
+        stage="mt",
+        out_dir=out_dir,
+        iterations=iterations,
+        seed=11,
+        params_hash="h",
+        checkpoint_every=3,
+        log_every=2,
+        tensorboard=False,
+        progress=False,
+        device="cpu",
+        **cfg,
+    )
+    return system, batches, config
+
+
+def test_bf16_on_cpu_runs_the_convolutions_in_bf16_and_resumes_exactly(make_volume, tmp_path):
+    # A 2d net: oneDNN's bf16 Conv3d weight gradients on tiny 3-D feature maps (2x4x4) came out
+    # nondeterministic here (torch 2.13 CPU, AVX512-BF16), so bf16 is the 2d configuration's option.
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(o.dtype) if isinstance(m, torch.nn.Conv3d) else None
+    )
+    try:
+        full = train(*_setup_2d(make_volume, tmp_path / "full", cpu_precision="bf16"))
+    finally:
+        hook.remove()
+    assert full.precision == "bf16" and torch.bfloat16 in seen
+    ckpt = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
+    assert all(v.dtype == torch.float32 for v in ckpt["modules"]["student"].values() if v.is_floating_point())
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in full.history)
+    train(*_setup_2d(make_volume, tmp_path / "resumed", cpu_precision="bf16"), stop_after=3)
+    resumed = train(*_setup_2d(make_volume, tmp_path / "resumed", cpu_precision="bf16"))
+    assert _losses(resumed) == _losses(full)[3:]
+    fp32 = train(*_setup_2d(make_volume, tmp_path / "fp32"))
+    assert fp32.precision == "fp32" and _losses(fp32) != _losses(full)
