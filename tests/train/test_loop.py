@@ -31,7 +31,11 @@ def _setup(make_unet, make_volume, out_dir, iterations=6, stage="mt", **cfg):
         batch_unlabeled=1,
         seed=11,
     )
-    config = LoopConfig(
+    return system, batches, _config(out_dir, iterations, stage, **cfg)
+
+
+def _config(out_dir, iterations, stage="mt", **cfg):
+    return LoopConfig(
         stage=stage,
         out_dir=out_dir,
         iterations=iterations,
@@ -44,7 +48,6 @@ def _setup(make_unet, make_volume, out_dir, iterations=6, stage="mt", **cfg):
         device="cpu",
         **cfg,
     )
-    return system, batches, config
 
 
 def _losses(result):
@@ -183,20 +186,7 @@ def _setup_2d(make_volume, out_dir, iterations=6, **cfg):
     system = MeanTeacher(net, params=dataclasses.replace(PARAMS, patch_zyx=(1, 32, 32)), seed=11)
     vols = [make_volume(0), make_volume(1)], [make_volume(2, labeled=False)]
     batches = SegmentationBatches(*vols, (1, 32, 32), batch_labeled=4, batch_unlabeled=4, seed=11)
-    config = LoopConfig(
-        stage="mt",
-        out_dir=out_dir,
-        iterations=iterations,
-        seed=11,
-        params_hash="h",
-        checkpoint_every=3,
-        log_every=2,
-        tensorboard=False,
-        progress=False,
-        device="cpu",
-        **cfg,
-    )
-    return system, batches, config
+    return system, batches, _config(out_dir, iterations, **cfg)
 
 
 def test_bf16_on_cpu_runs_the_convolutions_in_bf16_and_resumes_exactly(make_volume, tmp_path):
