@@ -196,6 +196,12 @@ sections += [
     "## Table 4 (proposed)\n\n" + block(t4),
     "## Fig. 6\n\n" + block(f6),
     verdict_fig6,
+]
+if track == "phantom":
+    sections += ["## What only the phantom can tell (its hidden truth)\n\n" + block(diag)]
+sections += [
+    "## Efficiency (Table 8 averages)\n\n" + block(eff),
+    "## Every evaluated run\n\n" + block(scores),
     "## Checkpoints\n\n" + block(checkpoints),
 ]
 atomic_write_text(out / "summary.md", "\n\n".join(sections) + "\n")
