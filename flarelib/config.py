@@ -268,6 +268,7 @@ class InferParams:
     mirror_axes: tuple[int, ...] = (0, 2)
     gaussian_sigma_scale: float = 0.125
     half_precision: bool = True  # CUDA only; CPU runs fp32
+    cpu_precision: Literal["fp32", "bf16", "auto"] = "fp32"  # the OpenVINO runtime's (flarelib.precision)
     windows_per_batch: int = 1
     weights: Literal["teacher", "student"] = "teacher"
     runtime: Literal["torch", "onnxruntime", "openvino", "auto"] = "auto"

@@ -200,6 +200,7 @@ class CasePredictor:
                 self.device,
                 params.infer.half_precision,
                 cache_dir=runtime_dir,
+                cpu_precision=params.infer.cpu_precision,
             )
         self.sliding = SlidingWindowPredictor.from_params(
             runtime,

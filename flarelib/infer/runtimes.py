@@ -147,17 +147,20 @@ class OnnxRuntimeBackend:
 class OpenVinoBackend:
     """OpenVINO CPU compiled model read from an exported ONNX file (:func:`export_onnx`)."""
 
-    def __init__(self, onnx_path: str | os.PathLike, threads: int = 0):
+    def __init__(self, onnx_path: str | os.PathLike, threads: int = 0, precision: str = "fp32"):
         if not runtime_available("openvino"):
             raise _missing_runtime("openvino")
         import openvino as ov
+
+        from flarelib.precision import cpu_bf16
 
         core = ov.Core()
         config: dict[str, Any] = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        # fp32 on CPU (OpenVINO would otherwise pick bf16 on CPUs that have it).
-        config["INFERENCE_PRECISION_HINT"] = "f32"
+        # Explicit either way: OpenVINO would otherwise pick bf16 on some CPUs (AMX) by itself.
+        self.precision = "bf16" if cpu_bf16(precision) else "fp32"
+        config["INFERENCE_PRECISION_HINT"] = "bf16" if self.precision == "bf16" else "f32"
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         self.output = self.compiled.outputs[0]
 
@@ -174,12 +177,16 @@ def make_runtime(
     half_precision: bool = False,
     cache_dir: str | os.PathLike | None = None,
     threads: int = 0,
+    cpu_precision: str = "fp32",
 ) -> WindowRuntime:
     """The window runtime of ``kind`` for ``model``: ``"torch"`` or an exported CPU runtime.
 
-    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, default a
-    temporary folder) and run on CPU only; a missing package is a :class:`FlareInputError` with the
-    install command. ``"auto"`` picks one with :func:`resolve_runtime`.
+    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, kept; default
+    a temporary folder, deleted once the runtime has loaded it) and run on CPU only; a missing
+    package is a :class:`FlareInputError` with the install command. ``"auto"`` picks one with
+    :func:`resolve_runtime`. ``cpu_precision``
+    (fp32 | bf16 | auto, :func:`flarelib.precision.cpu_bf16`) is OpenVINO's inference precision;
+    torch and ONNX Runtime run fp32 on CPU.
     """
     device = torch.device(device)
     kind = resolve_runtime(kind, device)
@@ -195,7 +202,19 @@ def make_runtime(
         raise FlareInputError(
             "infer.runtime", f"runtime '{kind}' runs on CPU only", "set infer.runtime: torch on GPU"
         )
-    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="flarelib-onnx-"))
-    onnx_path = export_onnx(model, window_zyx, folder / "model.onnx")
-    cls = OnnxRuntimeBackend if kind == "onnxruntime" else OpenVinoBackend
-    return cls(onnx_path, threads)
+    if cache_dir is not None:
+        return _backend(
+            kind, export_onnx(model, window_zyx, Path(cache_dir) / "model.onnx"), threads, cpu_precision
+        )
+    # Both runtimes read the whole file when they load it: the export is deleted right after (one
+    # temporary folder per predictor filled /tmp with ~20 MB each over a study before this).
+    with tempfile.TemporaryDirectory(prefix="flarelib-onnx-") as folder:
+        return _backend(
+            kind, export_onnx(model, window_zyx, Path(folder) / "model.onnx"), threads, cpu_precision
+        )
+
+
+def _backend(kind: str, onnx_path: Path, threads: int, cpu_precision: str) -> WindowRuntime:
+    if kind == "onnxruntime":
+        return OnnxRuntimeBackend(onnx_path, threads)
+    return OpenVinoBackend(onnx_path, threads, cpu_precision)

@@ -36,6 +36,7 @@ import torch
 import torch.distributed as dist
 
 from flarelib.paths import remove_stale_temps
+from flarelib.precision import cpu_bf16
 from flarelib.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
@@ -90,7 +91,7 @@ class LoopConfig:
     prefetch: int = 2
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     amp: bool = True  # CUDA only: fp16 autocast + GradScaler
-    cpu_precision: str = "fp32"  # fp32 | bf16 | auto (:func:`cpu_bf16`)
+    cpu_precision: str = "fp32"  # fp32 | bf16 | auto (:func:`flarelib.precision.cpu_bf16`)
     device: str | None = None  # None/"auto": CUDA if available
     tensorboard: bool = True
     progress: bool = True
@@ -113,19 +114,6 @@ class LoopResult:
     data_wait_fraction: float
     seconds: float
     precision: str = "fp32"  # what the steps ran in: fp32, fp16 (CUDA AMP) or bf16 (CPU autocast)
-
-
-def cpu_bf16(precision: str) -> bool:
-    """Whether CPU training runs bf16 autocast: ``"bf16"`` always, ``"auto"`` where the CPU computes
-    bf16 natively (AVX512-BF16 or AMX tiles; elsewhere bf16 is emulated and slower than fp32)."""
-    if precision == "fp32":
-        return False
-    if precision == "bf16":
-        return True
-    if precision == "auto":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-    raise ValueError(f"train.cpu_precision must be fp32, bf16 or auto, got {precision!r}")
 
 
 def autocast_setting(device: torch.device, amp: bool, cpu_precision: str) -> tuple[bool, torch.dtype]:

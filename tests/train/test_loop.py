@@ -157,7 +157,8 @@ def test_dice_validator_known_answer(make_volume):
 
 
 def test_cpu_precision_resolves_and_rejects_unknown_values():
-    from flarelib.train.loop import autocast_setting, cpu_bf16
+    from flarelib.precision import cpu_bf16
+    from flarelib.train.loop import autocast_setting
 
     assert cpu_bf16("fp32") is False and cpu_bf16("bf16") is True
     assert isinstance(cpu_bf16("auto"), bool)
