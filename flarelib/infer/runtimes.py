@@ -181,10 +181,9 @@ def make_runtime(
 ) -> WindowRuntime:
     """The window runtime of ``kind`` for ``model``: ``"torch"`` or an exported CPU runtime.
 
-    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, kept; default
-    a temporary folder, deleted once the runtime has loaded it) and run on CPU only; a missing
-    package is a :class:`FlareInputError` with the install command. ``"auto"`` picks one with
-    :func:`resolve_runtime`. ``cpu_precision``
+    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, default a
+    temporary folder) and run on CPU only; a missing package is a :class:`FlareInputError` with the
+    install command. ``"auto"`` picks one with :func:`resolve_runtime`. ``cpu_precision``
     (fp32 | bf16 | auto, :func:`flarelib.precision.cpu_bf16`) is OpenVINO's inference precision;
     torch and ONNX Runtime run fp32 on CPU.
     """
@@ -202,19 +201,8 @@ def make_runtime(
         raise FlareInputError(
             "infer.runtime", f"runtime '{kind}' runs on CPU only", "set infer.runtime: torch on GPU"
         )
-    if cache_dir is not None:
-        return _backend(
-            kind, export_onnx(model, window_zyx, Path(cache_dir) / "model.onnx"), threads, cpu_precision
-        )
-    # Both runtimes read the whole file when they load it: the export is deleted right after (one
-    # temporary folder per predictor filled /tmp with ~20 MB each over a study before this).
-    with tempfile.TemporaryDirectory(prefix="flarelib-onnx-") as folder:
-        return _backend(
-            kind, export_onnx(model, window_zyx, Path(folder) / "model.onnx"), threads, cpu_precision
-        )
-
-
-def _backend(kind: str, onnx_path: Path, threads: int, cpu_precision: str) -> WindowRuntime:
+    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="flarelib-onnx-"))
+    onnx_path = export_onnx(model, window_zyx, folder / "model.onnx")
     if kind == "onnxruntime":
         return OnnxRuntimeBackend(onnx_path, threads)
     return OpenVinoBackend(onnx_path, threads, cpu_precision)

@@ -19,7 +19,6 @@ from flarelib.infer.sliding import (
     SlidingWindowPredictor,
     export_onnx,
     gaussian_importance_map,
-    make_runtime,
     mirror_combinations,
     plan_windows,
     resolve_runtime,
@@ -489,23 +488,3 @@ def test_openvino_bf16_is_asked_for_and_stays_close_to_fp32(onnx_model):
     # measured on this random tiny net: mean |diff| 3% of mean |logit|, 98.5% of argmaxes alike
     assert 0 < np.abs(a - b).mean() < 0.06 * np.abs(a).mean()  # bf16 differs from fp32, a little
     assert (a.argmax(1) == b.argmax(1)).mean() > 0.95
-
-
-@pytest.mark.parametrize("kind", ["onnxruntime", "openvino"])
-def test_an_exported_runtime_leaves_no_temporary_files(kind, tmp_path, monkeypatch):
-    if not runtime_available(kind):
-        pytest.skip(f"{kind} is not installed (pip install 'flarelib[cpu-runtime]')")
-    pytest.importorskip("onnx", reason="torch's ONNX exporter needs the 'onnx' package")
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    net = tiny_unet()
-    runtime = make_runtime(kind, net, (16, 48, 48))
-    assert list(tmp_path.iterdir()) == []  # the export is gone once the runtime has loaded it
-    x = torch.from_numpy(np.random.default_rng(7).normal(size=(1, 1, 16, 48, 48)).astype(np.float32))
-    with torch.no_grad():
-        ref = net.eval()(x)
-    ref = ref[0] if isinstance(ref, list | tuple) else ref
-    assert np.abs(runtime(x).numpy() - ref.numpy()).max() < 1e-3
-    kept = make_runtime(kind, net, (16, 48, 48), cache_dir=tmp_path / "cache")
-    assert (tmp_path / "cache" / "model.onnx").is_file() and kept(x).shape == ref.shape
