@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -181,9 +183,10 @@ def make_runtime(
 ) -> WindowRuntime:
     """The window runtime of ``kind`` for ``model``: ``"torch"`` or an exported CPU runtime.
 
-    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, default a
-    temporary folder) and run on CPU only; a missing package is a :class:`FlareInputError` with the
-    install command. ``"auto"`` picks one with :func:`resolve_runtime`. ``cpu_precision``
+    ``onnxruntime`` / ``openvino`` export the model to ONNX first (into ``cache_dir``, kept;
+    default a temporary folder removed with the runtime) and run on CPU only; a missing package is
+    a :class:`FlareInputError` with the install command. ``"auto"`` picks one with
+    :func:`resolve_runtime`. ``cpu_precision``
     (fp32 | bf16 | auto, :func:`flarelib.precision.cpu_bf16`) is OpenVINO's inference precision;
     torch and ONNX Runtime run fp32 on CPU.
     """
@@ -201,8 +204,21 @@ def make_runtime(
         raise FlareInputError(
             "infer.runtime", f"runtime '{kind}' runs on CPU only", "set infer.runtime: torch on GPU"
         )
-    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="flarelib-onnx-"))
-    onnx_path = export_onnx(model, window_zyx, folder / "model.onnx")
-    if kind == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_path, threads)
-    return OpenVinoBackend(onnx_path, threads, cpu_precision)
+    temporary = cache_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="flarelib-onnx-")) if temporary else Path(cache_dir)
+    try:
+        onnx_path = export_onnx(model, window_zyx, folder / "model.onnx")
+        if kind == "onnxruntime":
+            backend: WindowRuntime = OnnxRuntimeBackend(onnx_path, threads)
+        else:
+            backend = OpenVinoBackend(onnx_path, threads, cpu_precision)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if temporary:
+        # The temporary export lives as long as the runtime that read it and is removed when the
+        # runtime is collected or the process exits (left behind, a study filled /tmp with ~20 MB per
+        # predictor). Not removed right after loading: the runtime keeps its own handle on it.
+        weakref.finalize(backend, shutil.rmtree, str(folder), True)
+    return backend

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -505,3 +506,36 @@ print(json.dumps({{
     # measured on this random tiny net: mean |diff| 3% of mean |logit|, 98.5% of argmaxes alike
     assert 0 < r["diff"] < 0.06 * r["scale"]  # bf16 differs from fp32, a little
     assert r["agree"] > 0.95
+
+
+@pytest.mark.parametrize("package", ["onnxruntime", "openvino"])
+def test_temporary_onnx_export_is_removed_with_its_runtime_and_at_exit(tmp_path, package):
+    import importlib.util
+
+    if not runtime_available(package) or importlib.util.find_spec("onnx") is None:
+        pytest.skip(f"{package} or onnx is not installed (pip install 'flarelib[cpu-runtime]')")
+    # In a process of its own (see the bf16 test); TMPDIR points its temporary folders at tmp_path.
+    code = f"""
+import gc, os, torch
+from flarelib.infer.runtimes import make_runtime
+from flarelib.models.unet import UNet3D
+net = UNet3D(num_classes=3, **{TINY!r}).eval()
+def exports():
+    return sorted(p.name for p in os.scandir({str(tmp_path)!r}) if p.name.startswith("flarelib-onnx-"))
+first = make_runtime({package!r}, net, (8, 16, 16))
+out = first(torch.zeros(1, 1, 8, 16, 16))
+print("alive", len(exports()), tuple(out.shape))
+del first
+gc.collect()
+print("collected", len(exports()))
+kept = make_runtime({package!r}, net, (8, 16, 16))
+print("kept", len(exports()))
+"""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[:3] == ["alive 1 (1, 3, 8, 16, 16)", "collected 0", "kept 1"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("flarelib-onnx-")]  # gone at exit
