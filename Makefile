@@ -11,7 +11,7 @@ DATA ?= phantom
 RUNS ?=
 TORCH_PIN := torch==2.13.0
 
-.PHONY: help setup test smoke reproduce report lab bench lint format clean
+.PHONY: help setup test smoke smoke-real test-slow reproduce report lab bench lint format clean
 
 help: ## list the targets
 	@echo "flare-study: make TARGET [PROFILE=smoke|quick|full] [DATA=phantom|real|flare24]"
@@ -37,13 +37,16 @@ $(VENV)/.installed: pyproject.toml
 test: setup ## fast tests (minutes, tiny volumes); real-data tests run when ../shared/data exists
 	$(PY) -m pytest -q -m "not slow"
 
-smoke: setup ## end to end on the smoke profile: the stage notebooks through papermill, phantom (Table 5) and the real track's five runs
-	$(FLARELIB) run 00_data --profile smoke --data phantom
-	$(FLARELIB) run 01_stage1 --profile smoke --data phantom
-	$(FLARELIB) reproduce --profile smoke --data phantom --runs table5
+smoke: setup ## every notebook of every phantom run on the smoke profile through papermill, the report, then the viewers in a real browser
+	$(FLARELIB) reproduce --profile smoke --data phantom
+	$(PY) -m pytest -q -m browser
+
+smoke-real: setup ## the real track's runs on the smoke profile (needs ../shared/data or FLARE_DATA)
 	@if [ -d "$${FLARE_DATA:-../shared/data}" ]; then $(FLARELIB) reproduce --profile smoke --data real; \
 	else echo "real data not found (../shared/data or FLARE_DATA): real-data smoke skipped"; fi
-	$(PY) -m pytest -q -m slow
+
+test-slow: setup ## the slow end-to-end tests besides the browser's (kill -9 and resume, stage tests, predict on real MR)
+	$(PY) -m pytest -q -m "slow and not browser"
 
 reproduce: setup ## the study: every stage of every run (RUNS=table5|table6|fig6|phantom|names), shared stages once, resumable
 	$(FLARELIB) reproduce --profile $(PROFILE) --data $(DATA) $(if $(RUNS),--runs $(RUNS),)

@@ -44,8 +44,9 @@ sets it from ``swap_lr_labels``.
 
 **Precision.** Logits and weights accumulate in float32 on every device. On CUDA with
 ``half_precision`` the forward pass runs under ``torch.autocast(float16)`` (the paper's half
-precision); on CPU the torch forward is always float32 (bfloat16 autocast measured ~90x slower on the
-project's CPUs, DESIGN.md); the OpenVINO runtime can run bf16 (``infer.cpu_precision``).
+precision); on CPU the torch forward is always float32 (DESIGN.md reports bfloat16 autocast ~90x
+slower than fp32 on a CPU without native bf16; not re-measured here); where the CPU computes bf16
+natively the OpenVINO runtime can run it (``infer.cpu_precision``).
 
 **Runtimes.** The network can be a ``torch.nn.Module`` or an exported runtime (:func:`export_onnx`
 then :class:`OnnxRuntimeBackend` or :class:`OpenVinoBackend`, CPU only, used only when the package is
