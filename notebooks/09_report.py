@@ -69,6 +69,12 @@ if track == "real":
     display(real.round(1))
     verdict_real = report.real_track_verdict(real)
     display(Markdown(f"**{verdict_real}**\n\n{REAL_TRACK_PROTOCOL}"))
+    limits_real = report.real_track_limits(profile, real)  # measured, stage by stage
+    if "does NOT" in verdict_real and limits_real:
+        verdict_real += "\n\nWhat limits it, as each stage measured it:\n\n" + "\n".join(
+            f"- {line}" for line in limits_real
+        )
+        display(Markdown(verdict_real.split("\n\n", 1)[1]))
 else:
     print(f"data track {track}: the real track's table is in report_real (make reproduce DATA=real)")
 

@@ -189,6 +189,48 @@ def real_track_verdict(t: pd.DataFrame) -> str:
     )
 
 
+def real_track_limits(profile: str, t: pd.DataFrame) -> list[str]:
+    """What limits ``proposed`` on the real track, read from the stages' own measurements: one
+    line per link of the chain (translation, stage-1 model, stage-2 model, the anatomy filter,
+    self-training) and the best row of ``t`` (:func:`real_track_table`). Empty when nothing has
+    been measured yet."""
+    lines: list[str] = []
+    rid = run_id("proposed", "real")
+    s1 = _metrics(profile, rid, "01_stage1") or {}
+    fake, ct = s1.get("translation_fake_organ_error"), s1.get("translation_ct_organ_error")
+    if fake is not None and ct is not None:
+        verdict = "worse than" if fake > ct else "better than"
+        lines.append(
+            f"translation: the fake T2W's organs are {fake:.1f} from the real T2W's mean brightness on "
+            f"0..255, {verdict} the CT as it is ({ct:.1f}); organ pairs in the real order "
+            f"{s1.get('translation_fake_order_fraction', math.nan):.2f} "
+            f"(CT {s1.get('translation_ct_order_fraction', math.nan):.2f})"
+        )
+    if s1.get("val_mean_dsc") is not None:
+        lines.append(
+            f"stage 1: the model trained on the fakes scores {_pct(s1['val_mean_dsc']):.1f} mean Dice on the "
+            "dev volumes; its T2W pseudo-labels are what stage 2 learns from"
+        )
+    s2 = _metrics(profile, rid, "03_stage2") or {}
+    if s2.get("val_mean_dsc") is not None:
+        lines.append(f"stage 2 (CT + stage-1 pseudo-labels): {_pct(s2['val_mean_dsc']):.1f} mean Dice")
+    s3 = _metrics(profile, rid, "04_stage3") or {}
+    iterations = s3.get("iterations") or []
+    if iterations:
+        kept = ", ".join(f"{it['kept']}/{it['kept'] + it['dropped']}" for it in iterations)
+        dsc = ", ".join(f"{_pct(it.get('val_mean_dsc')):.1f}" for it in iterations)
+        lines.append(
+            f"stage 3: the anatomy filter kept {kept} pseudo-labels in iterations 1-{len(iterations)}; "
+            f"mean Dice after each: {dsc}"
+        )
+    runs = t.loc[[r for r in paper.REAL_TRACK_RUNS if r in t.index], "mean DSC"].dropna()
+    if len(runs):
+        best = runs.idxmax()
+        tail = "" if best == "proposed" else f" (proposed {runs.get('proposed', math.nan):.1f})"
+        lines.append(f"best row: {best} {runs[best]:.1f} mean Dice{tail}")
+    return lines
+
+
 def table5(scores: pd.DataFrame) -> pd.DataFrame:
     """Table 5 (baseline, semi_all_mr, proposed): our DSC/NSD beside the paper's."""
     return _beside_paper(scores, paper.TABLE5)

@@ -148,6 +148,36 @@ def test_real_track_table_per_organ_beside_the_anchors_and_its_verdict(outputs):
     assert "does NOT meet the +15" in verdict and "does NOT meet the 75" in verdict
 
 
+def test_real_track_limits_reads_each_link_of_the_chain(outputs):
+    assert report.real_track_limits(PROFILE, report.real_track_table(PROFILE)) == []  # nothing measured
+    _evaluated(outputs, "baseline_real", 0.10)
+    _evaluated(outputs, "baseline_randaug_real", 0.29)
+    _evaluated(outputs, "proposed_real", 0.03)
+    _write(
+        outputs,
+        "proposed_real",
+        "01_stage1",
+        {
+            "val_mean_dsc": 0.02,
+            "translation_fake_organ_error": 94.8,
+            "translation_ct_organ_error": 49.6,
+            "translation_fake_order_fraction": 0.33,
+            "translation_ct_order_fraction": 0.5,
+        },
+    )
+    _write(outputs, "proposed_real", "03_stage2", {"val_mean_dsc": 0.05})
+    its = [{"kept": 0, "dropped": 10, "val_mean_dsc": 0.048}, {"kept": 2, "dropped": 8, "val_mean_dsc": 0.03}]
+    _write(outputs, "proposed_real", "04_stage3", {"iterations": its})
+    lines = report.real_track_limits(PROFILE, report.real_track_table(PROFILE))
+    assert lines[0].startswith("translation: the fake T2W's organs are 94.8")
+    assert "worse than the CT" in lines[0]
+    assert "(49.6)" in lines[0] and "order 0.33 (CT 0.50)" in lines[0]
+    assert "scores 2.0 mean Dice" in lines[1]
+    assert lines[2] == "stage 2 (CT + stage-1 pseudo-labels): 5.0 mean Dice"
+    assert "kept 0/10, 2/10 pseudo-labels in iterations 1-2" in lines[3] and "4.8, 3.0" in lines[3]
+    assert lines[4] == "best row: baseline_randaug 29.0 mean Dice (proposed 3.0)"
+
+
 def test_run_checkpoints_per_track(outputs):
     _evaluated(outputs, "baseline", 0.4, model="smoke/baseline/03_stage2/model/model_best.pt")
     _evaluated(outputs, "baseline_real", 0.4, model="smoke/baseline_real/03_stage2/model/model_best.pt")
