@@ -54,6 +54,10 @@ print(f"profile {profile}, data track {track}: {len(scores)} run(s) evaluated: {
 
 # %%
 display(report.stage_status(profile, track))
+stale = report.stale_stages(profile, track)  # finished with other params or notebooks than today's
+stale_line = report.stale_note(stale)
+if stale_line:
+    display(Markdown(f"**{stale_line}**"))
 
 # %% [markdown]
 # ## The real track: BTCV CT -> CHAOS T2-SPIR (runs of `make reproduce DATA=real`)
@@ -180,6 +184,7 @@ metrics = {
     "fig6_verdict": verdict_fig6,
     "real_track_verdict": verdict_real,
     "translation_verdict": verdict_translation,
+    "stale": stale,
     "checkpoints": checkpoints["checkpoint"].to_dict(),
 }
 atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -190,6 +195,8 @@ def block(frame: pd.DataFrame) -> str:
 
 
 sections = [f"# Study report: profile {profile}, data {track}"]
+if stale_line:
+    sections += [stale_line]
 if track == "real":
     sections += ["## Real track (BTCV CT -> CHAOS T2)\n\n" + block(real), verdict_real]
 sections += [

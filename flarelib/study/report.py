@@ -23,6 +23,7 @@ Run folders are ``outputs/<profile>/<name>`` on the phantom and ``<name>_<track>
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -452,13 +453,73 @@ def efficiency_table(profile: str, track: str, name: str = "proposed") -> pd.Dat
 
 
 def stage_status(profile: str, track: str) -> pd.DataFrame:
-    """Runs (rows) x stages (columns): ``done``, ``shared`` (reused from an identical run), ``failed``
-    (an executed notebook with the error kept), ``started`` or empty; every run folder of the track."""
+    """Runs (rows) x stages (columns): ``done``, ``shared`` (reused from an identical run), ``stale``
+    (finished, but with other params or another notebook than today's: :func:`stale_stages`),
+    ``failed`` (an executed notebook with the error kept), ``started`` or empty; every run folder
+    of the track."""
+    stale = stale_stages(profile, track)
     rows = {
-        name: {stage: _status(folder / stage, stage) for stage in STAGES}
+        name: {
+            stage: "stale" if stage in stale.get(name, ()) else _status(folder / stage, stage)
+            for stage in STAGES
+        }
         for name, folder in _track_runs(profile, track)
     }
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAGES)).fillna("")
+
+
+def stale_stages(profile: str, track: str) -> dict[str, list[str]]:
+    """Per run folder of ``track`` (name without the track suffix): its finished stages whose DONE
+    record does not match the run's params file and stage notebook as they are now (made before a
+    change; ``flarelib reproduce`` reruns them). A report reading them mixes results of different
+    settings, so it names them. Runs without a params file are left out."""
+    from flarelib.config import compose_params, params_hash
+    from flarelib.notebook_runner import find_notebook, notebook_hash
+    from flarelib.paths import project_root
+    from flarelib.study.flow import stages_of
+
+    out: dict[str, list[str]] = {}
+    nb_hashes: dict[str, str] = {}
+    for name, folder in _track_runs(profile, track):
+        run_file = project_root() / "params" / "runs" / f"{name}.yaml"
+        if not run_file.is_file():
+            continue
+        params = compose_params(run_file, profile, track)
+        phash = params_hash(params)
+        stale = []
+        for stage in stages_of(params):
+            record = _done_record(folder / stage)
+            if record is None:
+                continue  # not finished, or a record without hashes: nothing to compare
+            if stage not in nb_hashes:
+                nb_hashes[stage] = notebook_hash(find_notebook(stage))
+            if (
+                record["params_hash"] != phash
+                or record.get("notebook_hash", nb_hashes[stage]) != nb_hashes[stage]
+            ):
+                stale.append(stage)
+        if stale:
+            out[name] = stale
+    return out
+
+
+def _done_record(folder: Path) -> dict | None:
+    try:
+        record = json.loads((folder / "DONE").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("params_hash") else None
+
+
+def stale_note(stale: dict[str, list[str]]) -> str:
+    """One line for the report naming the stale stages, or an empty string."""
+    if not stale:
+        return ""
+    runs = "; ".join(f"{name} ({', '.join(stages)})" for name, stages in stale.items())
+    return (
+        f"Stale: {runs}: finished with other params or notebooks than the current ones; their "
+        "numbers below are those of the earlier settings (`make reproduce` reruns them)"
+    )
 
 
 def _status(folder: Path, stage: str) -> str:

@@ -129,6 +129,31 @@ def test_stage_status_marks_done_shared_failed(outputs):
     assert list(report.stage_status(PROFILE, "real").index) == ["semi"]
 
 
+def test_stale_stages_are_named_and_marked(outputs):
+    from flarelib.config import compose_params, params_hash
+    from flarelib.notebook_runner import find_notebook, notebook_hash
+    from flarelib.paths import project_root
+
+    params = compose_params(project_root() / "params" / "runs" / "baseline.yaml", PROFILE, "phantom")
+
+    def now(stage):
+        return {"params_hash": params_hash(params), "notebook_hash": notebook_hash(find_notebook(stage))}
+
+    stage2 = _write(outputs, "baseline", "03_stage2", {})
+    (stage2 / "DONE").write_text(json.dumps(now("03_stage2")))
+    evaluate = _evaluated(outputs, "baseline", 0.4)
+    (evaluate / "DONE").write_text(json.dumps({**now("05_evaluate"), "params_hash": "0123456789ab"}))
+    assert report.stale_stages(PROFILE, "phantom") == {"baseline": ["05_evaluate"]}  # older params
+    s = report.stage_status(PROFILE, "phantom")
+    assert s.loc["baseline", "03_stage2"] == "done" and s.loc["baseline", "05_evaluate"] == "stale"
+    assert "baseline (05_evaluate)" in report.stale_note(report.stale_stages(PROFILE, "phantom"))
+    (stage2 / "DONE").write_text(json.dumps({**now("03_stage2"), "notebook_hash": "another"}))
+    (evaluate / "DONE").write_text(json.dumps({"params_hash": params_hash(params)}))  # no notebook hash
+    assert report.stale_stages(PROFILE, "phantom") == {"baseline": ["03_stage2"]}  # notebook changed
+    (stage2 / "DONE").write_text(json.dumps(now("03_stage2")))
+    assert report.stale_stages(PROFILE, "phantom") == {} and report.stale_note({}) == ""
+
+
 def test_real_track_table_per_organ_beside_the_anchors_and_its_verdict(outputs):
     organs = {o: {"dsc": 0.5, "nsd": 0.5} for o in report.REAL_ORGANS}
     _evaluated(outputs, "baseline_real", 0.40, per_organ=organs)
