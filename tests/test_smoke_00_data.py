@@ -1,4 +1,4 @@
-"""End to end (``make smoke``): the 00_data stage notebook through papermill on the smoke phantom."""
+"""End to end (``make test-slow``): the 00_data stage notebook through papermill on the smoke phantom."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end (``make smoke``): the 01_stage1 notebook through papermill on the smoke phantom:
+"""End to end (``make test-slow``): the 01_stage1 notebook through papermill on the smoke phantom:
 CycleGAN, fake T1W, Mean Teacher, validation scores, T1W pseudo-labels on the input grids."""
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _centroids_ras(path: Path, to_flare: dict[int, int] | None = None) -> dict[s
     return out
 
 
-@pytest.mark.slow  # trains for about a minute on 2 cores: runs in make smoke
+@pytest.mark.slow  # trains for about a minute on 2 cores: runs in make test-slow
 def test_predict_real_mr_example_grid_and_sides(example, checkpoint, tmp_path) -> None:
     out = tmp_path / "seg.nii.gz"
     rc = main(["predict", str(example.image), str(out), "--model", str(checkpoint), "--no-progress"])
