@@ -219,6 +219,7 @@ def make_runtime(
     if temporary:
         # The temporary export lives as long as the runtime that read it and is removed when the
         # runtime is collected or the process exits (left behind, a study filled /tmp with ~20 MB per
-        # predictor). Not removed right after loading: the runtime keeps its own handle on it.
+        # predictor). Not removed right after loading: an attempt that did so preceded segfaults of
+        # the test suite at exit (cause not found; benchmarks/RESULTS.md, session 10).
         weakref.finalize(backend, shutil.rmtree, str(folder), True)
     return backend
