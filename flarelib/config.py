@@ -175,6 +175,7 @@ class CycleGANParams:
     target_sequence: str | None = "T1W"  # domain B: unlabelled MR of this sequence (None: all MR)
     align_domains: bool = True  # translation registration of CT and MR onto one reference (STUDY.md)
     fake_background: Literal["keep", "zero"] = "zero"  # fake MR outside the CT's body mask (see fake_mr)
+    generator_norm: Literal["instance", "none"] = "instance"  # pix2pix's; none keeps absolute levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,6 +632,22 @@ def dump_params(params: Params, path: str | os.PathLike) -> Path:
     text = RESOLVED_HEADER + " (no 'extends'): written by flarelib.config.dump_params\n"
     text += yaml.safe_dump(params_to_dict(params), sort_keys=False, default_flow_style=None, width=100)
     return atomic_write_text(Path(path), text)
+
+
+#: Keys added after results were first written, with the value that reproduces those results: at
+#: that value the training and stage hashes leave them out, so the results stay current.
+LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
+    ("cyclegan", "generator_norm"): "instance",
+}
+
+
+def drop_neutral_keys(d: dict, neutral: typing.Mapping[tuple[str, str], Any] = LATE_KEYS_NEUTRAL) -> dict:
+    """``d`` (a params dict, modified in place and returned) without the ``(section, key)`` entries
+    that hold their ``neutral`` value."""
+    for (section, key), value in neutral.items():
+        if section in d and key in d[section] and d[section][key] == value:
+            del d[section][key]
+    return d
 
 
 def params_hash(params: Any, sections: typing.Iterable[str] | None = None, length: int = 12) -> str:

@@ -245,7 +245,8 @@ def generator_from_params(
     p: Any, generator: torch.Generator | None = None, configuration: str | None = None
 ) -> ResnetGenerator3D:
     """:class:`ResnetGenerator3D` from a params section with ``ngf``, ``n_blocks`` (optional:
-    ``norm``, ``init_gain``, ``in_ch``, ``out_ch``, ``configuration``); duck-typed (dataclass,
+    ``generator_norm`` or else ``norm``, ``init_gain``, ``in_ch``, ``out_ch``, ``configuration``);
+    duck-typed (dataclass,
     namespace, mapping). ``configuration`` (``"3d"``/``"2d"``; the run's is ``unet.configuration``,
     which the callers pass) overrides the section's; default ``"3d"``."""
     return ResnetGenerator3D(
@@ -253,7 +254,7 @@ def generator_from_params(
         out_ch=int(_get(p, "out_ch", 1)),
         ngf=int(_get(p, "ngf", 64)),
         n_blocks=int(_get(p, "n_blocks", 9)),
-        norm=str(_get(p, "norm", "instance")),
+        norm=str(_get(p, "generator_norm", _get(p, "norm", "instance"))),
         init_gain=_get(p, "init_gain", 0.02),
         generator=generator,
         configuration=configuration or str(_get(p, "configuration", "3d")),

@@ -28,7 +28,7 @@ import copy
 import json
 from pathlib import Path
 
-from flarelib.config import Params, params_hash, params_to_dict
+from flarelib.config import Params, drop_neutral_keys, params_hash, params_to_dict
 from flarelib.errors import FlareInputError
 from flarelib.paths import atomic_write_text, outputs_root, stage_dir
 
@@ -161,7 +161,7 @@ def stage_key(params: Params, stage: str) -> str:
     """Short hash of what ``stage``'s result depends on (see the module docstring)."""
     if stage not in _STUDY_FIELDS:
         raise ValueError(f"unknown stage {stage!r}; use one of {STAGES}")
-    d = params_to_dict(params)
+    d = drop_neutral_keys(params_to_dict(params))
     run = d.pop("run")
     study = d.pop("study")
     efficiency = d.pop("efficiency")  # read by notebook 06 alone

@@ -42,7 +42,14 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from flarelib.config import Params, PreprocessParams, TrainParams, params_hash, params_to_dict
+from flarelib.config import (
+    LATE_KEYS_NEUTRAL,
+    Params,
+    PreprocessParams,
+    TrainParams,
+    params_hash,
+    params_to_dict,
+)
 from flarelib.data.layout import Case, discover, load_case
 from flarelib.data.roles import LABELLED_ROLES, UNLABELLED_ROLES, VALIDATION_ROLES, select_cases
 from flarelib.datasets import ensure_data
@@ -72,6 +79,7 @@ from flarelib.train.loop import (
 )
 from flarelib.train.mean_teacher import MeanTeacher
 from flarelib.train.sampling import REMAPPED_MODALITIES, SegmentationBatches, TrainVolume, UnpairedBatches
+from flarelib.train.translation_select import SELECT_METRIC
 
 __all__ = [
     "FAKE_MR_STAGE",
@@ -117,6 +125,7 @@ _HASH_NEUTRAL = {
     ("unet", "configuration"): "3d",
     ("train", "intensity_aug"): "none",
     ("train", "init_from"): None,
+    **LATE_KEYS_NEUTRAL,
 }
 
 
@@ -400,9 +409,18 @@ def train_cyclegan(
     device: str | None = None,
     progress: bool = True,
     dist_info: DistInfo | None = None,
+    validate: Validator | None = None,
+    validate_every: int = 0,
 ) -> LoopResult:
     """Train the CycleGAN (A -> B) on 0..255 volumes; returns the LoopResult. Its networks are 2-D
-    (in-plane kernels, one-slice ``cyclegan.patch_zyx``) when ``unet.configuration`` is 2d."""
+    (in-plane kernels, one-slice ``cyclegan.patch_zyx``) when ``unet.configuration`` is 2d.
+
+    ``validate`` (a :data:`Validator` of ``g_ab``, e.g.
+    :func:`~flarelib.train.translation_select.translation_validator`; none by default) runs every
+    ``validate_every`` iterations (0: at the end) and is logged to ``val_log.csv``; the loop keeps
+    the generator of its highest :data:`~flarelib.train.translation_select.SELECT_METRIC` in
+    ``model_best.pt``. Stage 1 translates with the last generator (``checkpoint.pt``) whatever it
+    says: no label-free criterion measured so far picks better generators (benchmarks/RESULTS.md)."""
     c = params.cyclegan
     conf = check_params(params, ("cyclegan",))
     # the axes the networks downsample: all three in 3d, y and x in 2d (z is one slice)
@@ -449,7 +467,10 @@ def train_cyclegan(
         progress=progress and info.is_main,
     )
     cfg.amp = params.train.amp
-    return train(system, batches, cfg, None, dist_info=info)
+    if validate is not None:
+        cfg.validate_every = int(validate_every)
+        cfg.select_metric = SELECT_METRIC
+    return train(system, batches, cfg, validate, dist_info=info)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -484,18 +505,9 @@ def run_stage(
     spacing = params.preprocess.target_spacing_zyx
     show = progress and info.is_main
     if stage == "cyclegan":
-        seq = params.cyclegan.target_sequence
-        a_cases = select_cases(cases, "labelled")
-        b_cases = select_cases(cases, "unlabelled", sequence=seq)
-        if params.cyclegan.align_domains and a_cases and b_cases:
-            a, b, record = _aligned_domains(params, a_cases, b_cases, show)
-            if info.is_main:
-                save_run_record(out, params, extra={**extra, "align_domains": record})
-        else:
-            a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
-            b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
-        if params.cyclegan.fake_background == "zero":  # CT's background as black as MR's
-            a = [dataclasses.replace(v, image=clear_ct_air(v.image)) for v in a]
+        a, b, record = cyclegan_domains(params, cases, show)
+        if record and info.is_main:
+            save_run_record(out, params, extra={**extra, "align_domains": record})
         return train_cyclegan(
             params, out, a, b, stage=stage, restart=restart, device=device, progress=progress, dist_info=info
         )
@@ -527,6 +539,28 @@ def run_stage(
         progress=progress,
         dist_info=info,
     )
+
+
+def cyclegan_domains(
+    params: Params, cases: Sequence[Case], show: bool = False
+) -> tuple[list[TrainVolume], list[TrainVolume], dict[str, Any]]:
+    """The CycleGAN's two domains as stage ``cyclegan`` trains on them: A = every labelled CT
+    (0..255 windowed; air cleared with ``cyclegan.fake_background: zero``), B = the unlabelled MR
+    of ``cyclegan.target_sequence`` (0..255), at the training spacing, aligned when
+    ``cyclegan.align_domains`` (the record of that alignment, else ``{}``)."""
+    spacing = params.preprocess.target_spacing_zyx
+    seq = params.cyclegan.target_sequence
+    a_cases = select_cases(cases, "labelled")
+    b_cases = select_cases(cases, "unlabelled", sequence=seq)
+    record: dict[str, Any] = {}
+    if params.cyclegan.align_domains and a_cases and b_cases:
+        a, b, record = _aligned_domains(params, a_cases, b_cases, show)
+    else:
+        a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
+        b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+    if params.cyclegan.fake_background == "zero":  # CT's background as black as MR's
+        a = [dataclasses.replace(v, image=clear_ct_air(v.image)) for v in a]
+    return a, b, record
 
 
 def _aligned_domains(
