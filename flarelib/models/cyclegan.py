@@ -246,9 +246,8 @@ def generator_from_params(
 ) -> ResnetGenerator3D:
     """:class:`ResnetGenerator3D` from a params section with ``ngf``, ``n_blocks`` (optional:
     ``generator_norm`` or else ``norm``, ``init_gain``, ``in_ch``, ``out_ch``, ``configuration``);
-    duck-typed (dataclass,
-    namespace, mapping). ``configuration`` (``"3d"``/``"2d"``; the run's is ``unet.configuration``,
-    which the callers pass) overrides the section's; default ``"3d"``."""
+    duck-typed (dataclass, namespace, mapping). ``configuration`` (``"3d"``/``"2d"``; the run's is
+    ``unet.configuration``, which the callers pass) overrides the section's; default ``"3d"``."""
     return ResnetGenerator3D(
         in_ch=int(_get(p, "in_ch", 1)),
         out_ch=int(_get(p, "out_ch", 1)),

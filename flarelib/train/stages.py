@@ -88,6 +88,7 @@ __all__ = [
     "UNLABELLED_ROLES",
     "VALIDATION_ROLES",
     "augment_config",
+    "cyclegan_domains",
     "load_train_volume",
     "prepare_layout_case",
     "run_stage",

@@ -1,4 +1,4 @@
-"""Choosing a CycleGAN's generator without MR labels: the body-intensity histogram criterion.
+"""Judging a CycleGAN's generator without MR labels: the body-intensity histogram criterion.
 
 A CycleGAN of a few thousand iterations ends wherever its last iterations leave it; on the quick
 phantom two trainings of one recipe ended at organ errors of 46 and 70 (benchmarks/RESULTS.md), and
@@ -13,7 +13,11 @@ the 1-D Wasserstein distance (mean |CDF_fake - CDF_real| over 0..255, in intensi
 that keeps CT's dark fat and bright organs, or paints everything mid-grey, has another histogram
 than T1W's bright fat and darker organs. It cannot see a fake that swaps two tissues of equal
 volume; how well it picks generators by their true translation error is measured on the phantom
-(``benchmarks/diag_cyclegan_selection.py``).
+(``benchmarks/diag_cyclegan_selection.py``): badly. Over the snapshots of three trainings its rank
+correlation with the true organ error was -0.59, -0.54 and -0.43, so the fakes nearest real T1W by
+this criterion had the worst organs (the body's histogram is mostly fat and muscle). Stage 1
+therefore does not choose by it; it stays a diagnostic and the model of a CycleGAN validator
+(:func:`flarelib.train.stages.train_cyclegan`'s ``validate``).
 
 Arrays are (z, y, x); intensities 0..255.
 """
@@ -30,7 +34,14 @@ from flarelib.preprocess.body import body_mask
 from flarelib.train.cyclegan import translate_volume
 from flarelib.train.fake_mr import ct_body_mask
 
-__all__ = ["BINS", "body_histogram", "histogram_w1", "translation_validator"]
+__all__ = [
+    "BINS",
+    "SELECT_METRIC",
+    "body_histogram",
+    "histogram_w1",
+    "mr_body_histogram",
+    "translation_validator",
+]
 
 #: Histogram bins on 0..255 (width 1).
 BINS = 256
