@@ -25,12 +25,11 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from flarelib.data import discover, select_cases
-from flarelib.data.phantom.shapes import FAT_TISSUES, Tissue
 from flarelib.datasets import ensure_data
-from flarelib.evaluate.translation import organ_regions, translation_figures
+from flarelib.evaluate.translation import translation_figures
 from flarelib.params_cli import add_params_arguments, params_from_args
 from flarelib.train.stages import cyclegan_domains, train_cyclegan
-from flarelib.train.translation_check import _case_arrays
+from flarelib.train.translation_check import _case_arrays, truth_regions
 from flarelib.train.translation_select import translation_validator
 
 
@@ -54,10 +53,7 @@ def main() -> None:
     def truth_figures(fakes: list[np.ndarray]) -> dict[str, float]:
         rows = []
         for fake, t in zip(fakes, truth, strict=True):
-            regions = organ_regions(t["label"])
-            regions["fat"] = np.isin(t["tissue"], FAT_TISSUES)
-            regions["muscle"] = t["tissue"] == int(Tissue.MUSCLE)
-            body = ~np.isin(t["tissue"], (int(Tissue.AIR), int(Tissue.COUCH)))
+            regions, body = truth_regions(t)
             f = translation_figures(
                 fake, t["true"], regions, body, scaling=pre.mr_scaling, percentiles=tuple(pre.mr_percentiles)
             )

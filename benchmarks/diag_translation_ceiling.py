@@ -15,12 +15,11 @@ import pandas as pd
 
 from flarelib.config import load_stage_params
 from flarelib.data import discover, select_cases
-from flarelib.data.phantom.shapes import FAT_TISSUES, Tissue
 from flarelib.datasets import ensure_data
-from flarelib.evaluate.translation import organ_regions, translation_figures
+from flarelib.evaluate.translation import translation_figures
 from flarelib.preprocess import mr_scale
 from flarelib.train.fake_mr import clear_ct_air, zero_outside_body
-from flarelib.train.translation_check import _case_arrays
+from flarelib.train.translation_check import _case_arrays, truth_regions
 
 
 def main() -> None:
@@ -40,10 +39,7 @@ def main() -> None:
     lut = np.where(n > 0, np.bincount(bins, true, 256) / np.maximum(n, 1), 0.0)
     rows = []
     for a in arrs:
-        regions = organ_regions(a["label"])
-        regions["fat"] = np.isin(a["tissue"], FAT_TISSUES)
-        regions["muscle"] = a["tissue"] == int(Tissue.MUSCLE)
-        body = ~np.isin(a["tissue"], (int(Tissue.AIR), int(Tissue.COUCH)))
+        regions, body = truth_regions(a)
         fake = zero_outside_body(
             lut[np.clip(clear_ct_air(a["ct"]).round().astype(int), 0, 255)].astype(np.float32), a["ct"]
         )

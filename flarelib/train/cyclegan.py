@@ -295,8 +295,9 @@ def translate_volume(
             for y in tile_starts(padded[1], tile[1], overlap)
             for xx in tile_starts(padded[2], tile[2], overlap)
         ]
-        for k in range(0, len(slices), max(1, int(batch_size))):
-            chunk = slices[k : k + max(1, int(batch_size))]
+        step = max(1, int(batch_size))
+        for k in range(0, len(slices), step):
+            chunk = slices[k : k + step]
             batch = torch.stack([xt[sl] for sl in chunk])[:, None].to(device)
             outs = generator(batch)[:, 0].float().cpu()
             for sl, out in zip(chunk, outs, strict=True):

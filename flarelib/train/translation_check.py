@@ -33,7 +33,7 @@ from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
 from flarelib.train.fake_mr import clear_ct_air, zero_outside_body
 
-__all__ = ["phantom_translation_table", "real_translation_table", "summarise"]
+__all__ = ["phantom_translation_table", "real_translation_table", "summarise", "truth_regions"]
 
 HELP = "a CycleGAN's fake MR vs the true MR of the same phantom anatomy (intensity error, order, SSIM)"
 
@@ -59,6 +59,16 @@ def _case_arrays(params: Params, root: Path, case: Case, sequence: str) -> dict[
     if true.image.shape != ct.image.shape:
         raise FlareInputError(truth_file, f"grid {true.image.shape} != CT {ct.image.shape}", "regenerate")
     return {"ct": ct.image, "label": ct.label, "true": true.image, "tissue": true.label}
+
+
+def truth_regions(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The regions the translation figures measure on one case's arrays (:func:`_case_arrays`):
+    the large organs of its CT label, fat and muscle of the phantom's tissue map; and the body
+    (everything but air and couch), where SSIM is averaged."""
+    regions = organ_regions(arrays["label"])
+    regions["fat"] = np.isin(arrays["tissue"], FAT_TISSUES)
+    regions["muscle"] = arrays["tissue"] == int(Tissue.MUSCLE)
+    return regions, ~np.isin(arrays["tissue"], _OUTSIDE)
 
 
 def phantom_translation_table(
@@ -94,10 +104,7 @@ def phantom_translation_table(
             )
         if c.fake_background == "zero":
             fake = zero_outside_body(fake, arr["ct"])
-        regions = organ_regions(arr["label"])
-        regions["fat"] = np.isin(arr["tissue"], FAT_TISSUES)
-        regions["muscle"] = arr["tissue"] == int(Tissue.MUSCLE)
-        body = ~np.isin(arr["tissue"], _OUTSIDE)
+        regions, body = truth_regions(arr)
         for name, image in (("fake", fake), ("ct", arr["ct"])):
             fig = translation_figures(
                 image,
