@@ -203,6 +203,8 @@ class TrainParams:
     swap_lr_labels: bool = True  # the authors' code does not swap 2<->13, 7<->8 on L/R flips
     augmentation: Literal["nnunet", "none"] = "nnunet"  # none: plain crops (the CPU profiles)
     intensity_aug: Literal["none", "randconv", "gin", "synth"] = "none"  # CT + fake MR (intensity_aug.py)
+    # stage 1's own (its fake MR and CT); inherit: intensity_aug. Resolved by stages.stage_params
+    stage1_intensity_aug: Literal["inherit", "none", "randconv", "gin", "synth"] = "inherit"
     grad_clip: float = 12.0
     amp: bool = True  # CUDA only: fp16 autocast + gradient scaling
     cpu_precision: Literal["fp32", "bf16", "auto"] = "fp32"  # CPU; auto: bf16 where the CPU computes it
@@ -638,6 +640,7 @@ def dump_params(params: Params, path: str | os.PathLike) -> Path:
 #: that value the training and stage hashes leave them out, so the results stay current.
 LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
     ("cyclegan", "generator_norm"): "instance",
+    ("train", "stage1_intensity_aug"): "inherit",
 }
 
 

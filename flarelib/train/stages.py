@@ -11,7 +11,9 @@ Stages:
 * ``stage1``: STUDY.md stage 1's MR network. Labelled = every labelled CT translated into fake MR
   by the run's CycleGAN (``g_ab`` of ``outputs/<profile>/<run>/cyclegan/checkpoint.pt``, or
   ``--cyclegan CKPT``; :mod:`flarelib.train.fake_mr`), keeping the CT labels; unlabelled = the real
-  MR of ``cyclegan.target_sequence``; validation = the labelled MR validation cases.
+  MR of ``cyclegan.target_sequence``; validation = the labelled MR validation cases. Its
+  intensity randomisation is ``train.stage1_intensity_aug`` where that is not ``inherit``
+  (:func:`stage_params`).
 * any other name (``mt_stage1``, ``baseline``, ...): the generic segmentation entry. Labelled =
   every CT case with a label (roles ``ct_labeled``, ``ct_pseudo``); unlabelled = every MR case
   without a label (``mr_lld``, ``mr_amos``, ``mr_unlabeled``); validation = the labelled MR
@@ -93,6 +95,7 @@ __all__ = [
     "prepare_layout_case",
     "run_stage",
     "segmentation_validator",
+    "stage_params",
     "stage_seed",
     "train_cyclegan",
     "train_segmentation",
@@ -128,6 +131,18 @@ _HASH_NEUTRAL = {
     ("train", "init_from"): None,
     **LATE_KEYS_NEUTRAL,
 }
+
+
+def stage_params(params: Params, stage: str) -> Params:
+    """The params ``stage`` trains with: for stage 1 (:data:`FAKE_MR_STAGE`), ``train.intensity_aug``
+    becomes ``train.stage1_intensity_aug`` unless that is ``inherit``; other stages, and stage 1
+    without an override, get ``params`` itself. The result says ``inherit``, so its training hash
+    equals that of the same training asked for with ``train.intensity_aug`` directly."""
+    own = params.train.stage1_intensity_aug
+    if stage != FAKE_MR_STAGE or own == "inherit":
+        return params
+    train = dataclasses.replace(params.train, intensity_aug=own, stage1_intensity_aug="inherit")
+    return dataclasses.replace(params, train=train)
 
 
 def training_hash(params: Params, stage: str) -> str:
@@ -342,7 +357,9 @@ def train_segmentation(
 
     ``unet.configuration`` 2d trains on one-slice patches (``train.patch_zyx`` z = 1, validated
     with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes of
-    CT and of CT translated to MR (:data:`~flarelib.train.sampling.REMAPPED_MODALITIES`)."""
+    CT and of CT translated to MR (:data:`~flarelib.train.sampling.REMAPPED_MODALITIES`); for stage 1,
+    ``train.stage1_intensity_aug`` where it is not ``inherit`` (:func:`stage_params`)."""
+    params = stage_params(params, stage)
     t = params.train
     check_params(params, ("unet", "train", "infer"))
     div = required_divisor(params.unet.pool_zyx)
@@ -492,6 +509,7 @@ def run_stage(
     """Discover the data of ``params``, load it and train ``stage`` (see the module docstring).
 
     ``cyclegan``: the CycleGAN checkpoint of stage ``stage1`` (default: the run's cyclegan stage)."""
+    params = stage_params(params, stage)
     info = setup_distributed(device)
     out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
     extra: dict[str, Any] = {"stage": stage, "world_size": info.world_size}

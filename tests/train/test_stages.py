@@ -21,6 +21,7 @@ from flarelib.models.unet import UNet3D
 from flarelib.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint
 from flarelib.train.cyclegan import translate_volume
 from flarelib.train.fake_mr import load_translator, translate_to_fake_mr
+from flarelib.train.intensity_aug import GIN
 from flarelib.train.sampling import FAKE_MR, TrainVolume
 from flarelib.train.stages import OPERATIONAL_TRAIN_FIELDS, train_cyclegan, train_segmentation, training_hash
 
@@ -190,7 +191,7 @@ def test_new_keys_at_their_defaults_keep_the_hashes_of_older_checkpoints():
     p = Params()
     d = params_to_dict(p)
     del d["unet"]["configuration"], d["train"]["intensity_aug"], d["train"]["init_from"]
-    del d["cyclegan"]["generator_norm"]
+    del d["cyclegan"]["generator_norm"], d["train"]["stage1_intensity_aug"]
     train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
     keep = {
         "seed": d["run"]["seed"],
@@ -213,6 +214,31 @@ def test_intensity_aug_without_ct_volumes_warns(make_volume, tmp_path):
     params = params_2d(iterations=1, intensity_aug="randconv")
     with pytest.warns(UserWarning, match=r"randconv remaps labelled CT and fake MR only"):
         train_segmentation(params, "mt2d", tmp_path, [make_volume(0)], [], device="cpu", progress=False)
+
+
+def test_stage1_intensity_aug_randomises_stage_1_alone_and_hashes_as_intensity_aug(
+    make_volume, tmp_path, monkeypatch
+):
+    params = params_2d(iterations=1, intensity_aug="none", stage1_intensity_aug="gin")
+    seen = {}
+
+    def no_training(system, batches, *args, **kwargs):  # what the training loop is handed
+        seen[kwargs.get("stage", len(seen))] = batches.labeled.intensity_aug
+
+    monkeypatch.setattr(stages, "train", no_training)
+    labeled, unlabeled, _ = _volumes(make_volume)
+    fakes = [dataclasses.replace(v, modality=FAKE_MR) for v in labeled]
+    for stage in ("stage1", "mt2d"):
+        train_segmentation(params, stage, tmp_path / stage, fakes, unlabeled, device="cpu", progress=False)
+    stage1_aug, other_aug = seen.values()
+    assert isinstance(stage1_aug, GIN) and other_aug is None
+    asked_directly = params_2d(iterations=1, intensity_aug="gin")
+    resolved = stages.stage_params(params, "stage1")
+    assert resolved.train == asked_directly.train
+    assert training_hash(resolved, "stage1") == training_hash(asked_directly, "stage1")
+    assert stages.stage_params(params, "mt2d") is params
+    inherit = params_2d(intensity_aug="randconv")
+    assert stages.stage_params(inherit, "stage1") is inherit
 
 
 def test_init_from_starts_both_networks_from_a_checkpoint_and_refuses_a_misfit(

@@ -12,7 +12,7 @@ import torch
 from scipy.stats import wasserstein_distance
 from torch import nn
 
-from flarelib.config import params_to_dict
+from flarelib.config import LATE_KEYS_NEUTRAL, params_to_dict
 from flarelib.io import Volume
 from flarelib.preprocess.body import body_mask
 from flarelib.study.flow import stage_key
@@ -131,9 +131,10 @@ def test_generator_norm_none_builds_a_generator_without_norms_and_keeps_older_ha
     assert stage_key(plain, "01_stage1") != stage_key(p, "01_stage1")
     current = stage_key(p, "01_stage1")
 
-    def older(params):  # params as they were before the key existed
+    def older(params):  # params as they were before the late keys existed
         d = params_to_dict(params)
-        del d["cyclegan"]["generator_norm"]
+        for section, key in LATE_KEYS_NEUTRAL:
+            del d[section][key]
         return d
 
     monkeypatch.setattr(flow, "params_to_dict", older)
