@@ -7,12 +7,16 @@ validation cases; the teacher then predicts every real T1W volume), with the lab
 * ``--cyclegan CKPT``: the fakes of that CycleGAN's generator, exactly as stage 1 makes them, or
 * ``--truth`` (default): the phantom's true T1W renderings of the same anatomy
   (``diagnostics/translation/``, which the method never reads), i.e. a perfect translation: the
-  ceiling of stage 1 at the profile's training budget, which no CycleGAN can beat,
+  ceiling of stage 1 at the profile's training budget, which no CycleGAN can beat, or
+* ``--inverted-ct``: no CycleGAN at all, the CT inverted inside its body
+  (:func:`flarelib.train.fake_mr.generator_input` with ``inverted``) as the fake,
 
 and the T1W pseudo-labels scored per organ against the phantom's true labels, as the notebook
-scores them. ``--set train.intensity_aug=gin`` etc. change the training as in any run. Time: one
-stage-1 training (about 6 minutes at the quick profile on 2 cores). ``--model CKPT`` trains nothing
-and scores the T1W predictions of that model (e.g. the CT-only baseline's, for comparison).
+scores them. The profile's ``train.stage1_intensity_aug`` applies (the quick profile's: gin;
+``--set train.stage1_intensity_aug=none`` for stage 1 without it); ``--set`` changes the training
+as in any run. Time: one stage-1 training (about 6 minutes at the quick profile on 2 cores).
+``--model CKPT`` trains nothing and scores the T1W predictions of that model (e.g. the CT-only
+baseline's, for comparison).
 
     python benchmarks/diag_stage1_pseudo_labels.py --out /tmp/ceiling [--set train.iterations=1500]
     python benchmarks/diag_stage1_pseudo_labels.py --out /tmp/fake \
@@ -39,7 +43,8 @@ from flarelib.infer.pipeline import CasePredictor, predict_paths
 from flarelib.io import read_image
 from flarelib.labels import SHORT_NAMES
 from flarelib.params_cli import add_params_arguments, params_from_args
-from flarelib.preprocess import prepare_case
+from flarelib.preprocess import prepare_case, zscore
+from flarelib.train.fake_mr import generator_input
 from flarelib.train.sampling import FAKE_MR, TrainVolume
 from flarelib.train.stages import _fake_mr, _load_all, load_train_volume, train_segmentation
 
@@ -64,11 +69,19 @@ def true_rendering(p: Params, root: Path, case: Case) -> TrainVolume:
     return dataclasses.replace(ct, image=image, name=f"{case.case_id}_true", modality=FAKE_MR)
 
 
+def inverted_ct(p: Params, case: Case) -> TrainVolume:
+    """A labelled CT case inverted inside its body (0 outside), z-scored like a fake, its label kept."""
+    ct = load_train_volume(case, p.preprocess.target_spacing_zyx, "ct255", p.preprocess)
+    image = zscore(generator_input(ct.image, "zero", "inverted")).astype(np.float32)
+    return dataclasses.replace(ct, image=image, name=f"{case.case_id}_inverted", modality=FAKE_MR)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_params_arguments(ap)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--cyclegan", metavar="CKPT", help="labelled: its fakes (default: the truth)")
+    ap.add_argument("--inverted-ct", action="store_true", help="labelled: the CT inverted in its body")
     ap.add_argument("--model", metavar="CKPT", help="score this segmentation model; train nothing")
     args = ap.parse_args()
     args.profile = args.profile or "quick"
@@ -83,6 +96,8 @@ def main() -> None:
         ct_cases = select_cases(cases, "labelled")
         if args.cyclegan:
             labelled, _ = _fake_mr(p, ct_cases, args.cyclegan, torch.device("cpu"), False)
+        elif args.inverted_ct:
+            labelled = [inverted_ct(p, case) for case in ct_cases]
         else:
             labelled = [true_rendering(p, root, case) for case in ct_cases]
         unlabelled = _load_all(mr_cases, spacing, "zscore", pre, "unlabelled", False)
@@ -93,6 +108,7 @@ def main() -> None:
             p, "stage1", args.out / "stage1", labelled, unlabelled, validation, progress=False
         )
         source = f"fakes of {args.cyclegan}" if args.cyclegan else f"true {seq}"
+        source = "the inverted CT" if args.inverted_ct else source
         print(f"Mean Teacher on {source}: {res.iteration} iterations in {time.perf_counter() - t0:.0f} s")
         best = args.out / "stage1" / "model_best.pt"
         model = best if best.is_file() else args.out / "stage1" / "checkpoint.pt"

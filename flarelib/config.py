@@ -176,6 +176,7 @@ class CycleGANParams:
     align_domains: bool = True  # translation registration of CT and MR onto one reference (STUDY.md)
     fake_background: Literal["keep", "zero"] = "zero"  # fake MR outside the CT's body mask (see fake_mr)
     generator_norm: Literal["instance", "none"] = "instance"  # pix2pix's; none keeps absolute levels
+    ct_input: Literal["window", "inverted"] = "window"  # the generator's CT (fake_mr.generator_input)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -640,6 +641,7 @@ def dump_params(params: Params, path: str | os.PathLike) -> Path:
 #: that value the training and stage hashes leave them out, so the results stay current.
 LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
     ("cyclegan", "generator_norm"): "instance",
+    ("cyclegan", "ct_input"): "window",
     ("train", "stage1_intensity_aug"): "inherit",
 }
 

@@ -22,7 +22,10 @@
 # the real-data track the target sequence is T2W (`cyclegan.target_sequence`) and stage 2 learns
 # from these pseudo-labels directly. With `cyclegan.align_domains` the CycleGAN's CT and MR are
 # first registered to references (STUDY.md's translation registration); with
-# `cyclegan.fake_background: zero` the CT's air is cleared and the fake is 0 outside the body.
+# `cyclegan.fake_background: zero` the CT's air is cleared and the fake is 0 outside the body;
+# with `cyclegan.ct_input: inverted` the generator sees the CT inverted inside its body (fat
+# bright, enhanced organs dark, as in T1W); `train.stage1_intensity_aug` randomises the fakes'
+# intensities during the Mean Teacher training (the quick profile: GIN).
 # Everything it writes goes to `outputs/<profile>/<run>/01_stage1/`.
 
 # %% tags=["parameters"]
@@ -91,6 +94,7 @@ ct_example = load_train_volume(ct_cases[0], spacing, "ct255", params.preprocess)
     overlap=params.cyclegan.translate_overlap,
     blend=params.cyclegan.translate_blend,
     background=params.cyclegan.fake_background,
+    ct_input=params.cyclegan.ct_input,
 )
 real_example = load_train_volume(mr_cases[0], spacing, "mr255", params.preprocess)
 rows = [

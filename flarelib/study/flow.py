@@ -16,8 +16,9 @@ Stage notebooks (``notebooks/NN_name.py``), in order:
 * ``09_report`` runs once after every run (:data:`REPORT_STAGE`), not per run.
 
 Sharing: a stage's *key* hashes exactly the params its result depends on (everything but the run's
-name, description and groups, the ``study`` settings of later stages, and the ``efficiency``
-section, which only ``06_efficiency`` reads), plus the keys of the stages before it. Runs whose
+name, description and groups, the ``study`` settings of later stages, the ``efficiency``
+section, which only ``06_efficiency`` reads, and in runs without stage 1 the params only stage 1
+reads, :data:`STAGE1_ONLY`), plus the keys of the stages before it. Runs whose
 stage has the same key share one execution: the first run executes it, the others get a pointer
 (``SAME_AS``) to that folder; :func:`stage_output` follows it.
 """
@@ -35,6 +36,7 @@ from flarelib.paths import atomic_write_text, outputs_root, stage_dir
 __all__ = [
     "REPORT_STAGE",
     "SAME_AS",
+    "STAGE1_ONLY",
     "STAGES",
     "final_model",
     "labelled_sources",
@@ -56,6 +58,10 @@ STAGES: tuple[str, ...] = (
 )
 REPORT_STAGE = "09_report"
 SAME_AS = "SAME_AS"  # a run's stage folder that points at another run's identical stage
+
+#: Params only stage 1 reads (a whole section, or one key of it): left out of the stage keys of
+#: runs without stage 1, so a CycleGAN setting does not make Table 5's baseline run again.
+STAGE1_ONLY: tuple[str, ...] = ("cyclegan", "train.stage1_intensity_aug")
 
 #: The ``study`` settings each stage reads (a stage's key holds those of it and of earlier stages).
 _STUDY_FIELDS: dict[str, tuple[str, ...]] = {
@@ -169,6 +175,9 @@ def stage_key(params: Params, stage: str) -> str:
         d["efficiency"] = efficiency
     if stage == "00_data":  # the data depend on the data sections and the seed alone
         return params_hash({"stage": stage, "seed": run["seed"], "data": d["data"], "phantom": d["phantom"]})
+    if not study["stage1"]:
+        for dotted in STAGE1_ONLY:
+            _drop(d, dotted)
     index = STAGES.index(stage)
     fields: set[str] = set()
     for earlier in STAGES[: index + 1]:

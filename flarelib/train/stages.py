@@ -68,7 +68,7 @@ from flarelib.registration.translation_data import align_domains
 from flarelib.repro import save_run_record
 from flarelib.train.augment import AugmentConfig
 from flarelib.train.cyclegan import CycleGAN
-from flarelib.train.fake_mr import clear_ct_air, load_translator, translate_to_fake_mr
+from flarelib.train.fake_mr import generator_input, load_translator, translate_to_fake_mr
 from flarelib.train.intensity_aug import make_intensity_aug
 from flarelib.train.loop import (
     DistInfo,
@@ -564,7 +564,8 @@ def cyclegan_domains(
     params: Params, cases: Sequence[Case], show: bool = False
 ) -> tuple[list[TrainVolume], list[TrainVolume], dict[str, Any]]:
     """The CycleGAN's two domains as stage ``cyclegan`` trains on them: A = every labelled CT
-    (0..255 windowed; air cleared with ``cyclegan.fake_background: zero``), B = the unlabelled MR
+    (0..255 windowed; air cleared with ``cyclegan.fake_background: zero``, inverted with
+    ``cyclegan.ct_input: inverted``: :func:`~flarelib.train.fake_mr.generator_input`), B = the unlabelled MR
     of ``cyclegan.target_sequence`` (0..255), at the training spacing, aligned when
     ``cyclegan.align_domains`` (the record of that alignment, else ``{}``)."""
     spacing = params.preprocess.target_spacing_zyx
@@ -577,8 +578,8 @@ def cyclegan_domains(
     else:
         a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
         b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
-    if params.cyclegan.fake_background == "zero":  # CT's background as black as MR's
-        a = [dataclasses.replace(v, image=clear_ct_air(v.image)) for v in a]
+    c = params.cyclegan
+    a = [dataclasses.replace(v, image=generator_input(v.image, c.fake_background, c.ct_input)) for v in a]
     return a, b, record
 
 
@@ -640,6 +641,7 @@ def _fake_mr(
         overlap=c.translate_overlap,
         blend=c.translate_blend,
         background=c.fake_background,
+        ct_input=c.ct_input,
         device=device,
         progress=show,
     )

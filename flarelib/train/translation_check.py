@@ -31,7 +31,7 @@ from flarelib.evaluate.translation import organ_regions, summarise, translation_
 from flarelib.io import read_image, read_label
 from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
-from flarelib.train.fake_mr import clear_ct_air, zero_outside_body
+from flarelib.train.fake_mr import generator_input, zero_outside_body
 
 __all__ = ["phantom_translation_table", "real_translation_table", "summarise", "truth_regions"]
 
@@ -98,7 +98,7 @@ def phantom_translation_table(
     for case in tqdm(cases, desc=f"CT -> {seq} check", disable=not progress):
         arr = _case_arrays(params, root, case, seq)
         with torch.no_grad():
-            ct_in = clear_ct_air(arr["ct"]) if c.fake_background == "zero" else arr["ct"]
+            ct_in = generator_input(arr["ct"], c.fake_background, c.ct_input)
             fake = translate_volume(
                 generator, ct_in, c.patch_zyx, c.translate_overlap, blend=c.translate_blend
             )
@@ -157,7 +157,7 @@ def real_translation_table(
     for case in tqdm(ct_cases[:max_ct] if max_ct else ct_cases, desc="CT -> fake", disable=not progress):
         image, label = load_case(case)
         ct = prepare_case(image, label, spacing_zyx=spacing, intensity="ct255", modality="CT", preprocess=pre)
-        ct_in = clear_ct_air(ct.image) if c.fake_background == "zero" else ct.image
+        ct_in = generator_input(ct.image, c.fake_background, c.ct_input)
         with torch.no_grad():
             fake = translate_volume(
                 generator, ct_in, c.patch_zyx, c.translate_overlap, blend=c.translate_blend

@@ -53,6 +53,22 @@ def test_efficiency_settings_are_in_the_key_of_notebook_06_alone():
     assert stage_key(other, "06_efficiency") != stage_key(proposed, "06_efficiency")
 
 
+def test_stage_1_settings_are_in_the_keys_of_runs_with_stage_1_alone():
+    import dataclasses
+
+    for name in ("baseline", "proposed"):
+        p = _p(name)
+        gan = dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, lr=p.cyclegan.lr / 2))
+        gin = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_intensity_aug="gin"))
+        for stage in stages_of(p)[1:]:
+            changed = name == "proposed"
+            assert (stage_key(gan, stage) != stage_key(p, stage)) is changed, (name, stage)
+            assert (stage_key(gin, stage) != stage_key(p, stage)) is changed, (name, stage)
+        # settings every stage reads still count everywhere
+        wider = dataclasses.replace(p, train=dataclasses.replace(p.train, lr=p.train.lr / 2))
+        assert stage_key(wider, "03_stage2") != stage_key(p, "03_stage2")
+
+
 def test_groups_select_their_runs():
     names = [r.params.run.name for r in select_runs(["table5"], "smoke", "phantom")]
     assert names == ["baseline", "semi_all_mr", "proposed"]

@@ -120,3 +120,23 @@ def test_body_mask_of_ct_stored_already_clipped_above_air():
     assert np.array_equal(mask, body)
     # a field of view inside the body (no air at all) is body everywhere
     assert ct_body_mask(np.full((4, 8, 8), 120.0, np.float32)).all()
+
+
+def test_generator_input_inverts_the_body_alone_and_keeps_the_window_otherwise():
+    from flarelib.train.fake_mr import clear_ct_air, ct_body_mask, generator_input
+
+    ct = np.zeros((6, 40, 40), np.float32)
+    _, y, x = np.indices(ct.shape)
+    body = (y - 20) ** 2 + (x - 20) ** 2 <= 12**2
+    ct[body] = 150.0  # enhanced organ
+    ct[body & (y < 12)] = 38.0  # fat
+    ct[:, 36, 5:35] = 200.0  # the table
+    assert np.array_equal(ct_body_mask(ct), body)
+    inv = generator_input(ct, "zero", "inverted")
+    assert np.all(inv[body & (y < 12)] == 255.0 - 38.0) and np.all(inv[body & (y >= 12)] == 105.0)
+    assert np.all(inv[~body] == 0.0)  # air and table black, as MR's background, whatever background says
+    assert np.array_equal(generator_input(ct, "keep", "inverted"), inv)
+    assert np.array_equal(generator_input(ct, "zero"), clear_ct_air(ct))
+    assert generator_input(ct, "keep") is ct
+    with pytest.raises(FlareInputError, match=r"cyclegan\.ct_input"):
+        generator_input(ct, "zero", "negated")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import flarelib.train.stages as stages
-from flarelib.config import Params, params_hash, params_to_dict
+from flarelib.config import LATE_KEYS_NEUTRAL, Params, params_hash, params_to_dict
 from flarelib.errors import FlareInputError
 from flarelib.infer.pipeline import CasePredictor
 from flarelib.io import Volume
@@ -191,7 +191,8 @@ def test_new_keys_at_their_defaults_keep_the_hashes_of_older_checkpoints():
     p = Params()
     d = params_to_dict(p)
     del d["unet"]["configuration"], d["train"]["intensity_aug"], d["train"]["init_from"]
-    del d["cyclegan"]["generator_norm"], d["train"]["stage1_intensity_aug"]
+    for section, key in LATE_KEYS_NEUTRAL:
+        del d[section][key]
     train = {k: v for k, v in d["train"].items() if k not in OPERATIONAL_TRAIN_FIELDS}
     keep = {
         "seed": d["run"]["seed"],
