@@ -13,7 +13,7 @@ Prints the table by iteration, the rank correlation between the criterion and th
 what choosing by the criterion gives against the last generator and the best in hindsight. The
 generator chosen by the criterion is ``OUT/model_best.pt``.
 
-    python benchmarks/diag_cyclegan_selection.py --out /tmp/sel0 [--set run.seed=1] [--every 500]
+    python benchmarks/diag_cyclegan_selection.py --out /tmp/sel0 [--set run.train_seed=1] [--every 500]
 """
 
 import argparse

@@ -46,6 +46,7 @@ class RunParams:
     description: str = ""
     seed: int = 20240
     profile: Literal["smoke", "quick", "full"] = "full"
+    train_seed: int | None = None  # seeds the trainings instead of seed (the data keep seed); None: seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -640,6 +641,7 @@ def dump_params(params: Params, path: str | os.PathLike) -> Path:
 #: Keys added after results were first written, with the value that reproduces those results: at
 #: that value the training and stage hashes leave them out, so the results stay current.
 LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
+    ("run", "train_seed"): None,
     ("cyclegan", "generator_norm"): "instance",
     ("cyclegan", "ct_input"): "window",
     ("train", "stage1_intensity_aug"): "inherit",

@@ -18,6 +18,7 @@ from flarelib.errors import FlareInputError
 #: to each of its numbers. Keys missing from the schema are skipped.
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "run.seed": (0, None, True, True),
+    "run.train_seed": (0, None, True, True),
     **{f"phantom.{k}": (0, None, True, True) for k in ("n_ct_manual", "n_ct_pseudo", "n_lld_patients")},
     **{f"phantom.{k}": (0, None, True, True) for k in ("n_amos", "n_mr_val")},
     "phantom.ct_spacing_zyx": (0, None, False, True),

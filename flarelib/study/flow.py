@@ -185,7 +185,8 @@ def stage_key(params: Params, stage: str) -> str:
     if "stage2" in fields:
         fields.discard("stage2.labelled")
     view = _study_view(study, fields)
-    return params_hash({"stage": stage, "seed": run["seed"], "profile": run["profile"], **d, "study": view})
+    seeds = {"seed": run["seed"], **({"train_seed": run["train_seed"]} if "train_seed" in run else {})}
+    return params_hash({"stage": stage, **seeds, "profile": run["profile"], **d, "study": view})
 
 
 def _same_as_target(folder: Path) -> Path | None:

@@ -100,6 +100,7 @@ __all__ = [
     "train_cyclegan",
     "train_segmentation",
     "training_hash",
+    "training_seed",
 ]
 
 #: The stage that trains on fake MR translated by the run's CycleGAN (STUDY.md stage 1).
@@ -115,6 +116,12 @@ OPERATIONAL_TRAIN_FIELDS = (
     "log_every",
     "validation_cases",
 )
+
+
+def training_seed(params: Params) -> int:
+    """The master seed of the trainings: ``run.train_seed`` where set, else ``run.seed`` (which also
+    makes the phantom, so a repeat on the same data sets ``run.train_seed``)."""
+    return params.run.seed if params.run.train_seed is None else params.run.train_seed
 
 
 def stage_seed(master_seed: int, stage: str) -> int:
@@ -158,6 +165,8 @@ def training_hash(params: Params, stage: str) -> str:
         "phantom": d["phantom"],
         "preprocess": d["preprocess"],
     }
+    if "train_seed" in d["run"]:  # set (not None): the data keep run.seed
+        keep["train_seed"] = d["run"]["train_seed"]
     if stage == "cyclegan":
         keep["cyclegan"] = d["cyclegan"]
         if "configuration" in d["unet"]:  # the run's 3d/2d switch builds the CycleGAN too
@@ -287,7 +296,7 @@ def _loop_config(
         stage=stage,
         out_dir=out_dir,
         iterations=iterations,
-        seed=stage_seed(params.run.seed, stage),
+        seed=stage_seed(training_seed(params), stage),
         params_hash=training_hash(params, stage),
         checkpoint_every=t.checkpoint_every,
         validate_every=t.validate_every,
@@ -376,7 +385,7 @@ def train_segmentation(
             "add a subset with role ct_labeled or ct_pseudo and labels",
         )
     info = dist_info or setup_distributed(device)
-    seed = stage_seed(params.run.seed, stage)
+    seed = stage_seed(training_seed(params), stage)
     torch.manual_seed(seed)
     student = unet_from_params(params.unet)
     if t.init_from:  # a fresh start from another stage's weights; a checkpoint of this stage resumes
@@ -464,7 +473,7 @@ def train_cyclegan(
             "enlarge the patch or lower cyclegan.n_layers",
         )
     info = dist_info or setup_distributed(device)
-    seed = stage_seed(params.run.seed, stage)
+    seed = stage_seed(training_seed(params), stage)
     gen = torch.Generator().manual_seed(seed)
     system = CycleGAN(
         generator_from_params(c, gen, conf),

@@ -151,3 +151,21 @@ def test_phantom_only_runs_and_groups_are_refused_on_the_real_track():
         select_runs(["oracle_mr"], "smoke", "real")
     # the phantom's study does not run the real track's extra row
     assert "cyclegan_semi" not in {r.params.run.name for r in select_runs(None, "smoke", "phantom")}
+
+
+def test_train_seed_reseeds_the_trainings_and_keeps_the_data():
+    import dataclasses
+
+    from flarelib.data.phantom.marker import phantom_key
+    from flarelib.train.stages import stage_seed, training_hash, training_seed
+
+    p = _p("proposed")
+    repeat = dataclasses.replace(p, run=dataclasses.replace(p.run, train_seed=7))
+    assert training_seed(p) == p.run.seed and training_seed(repeat) == 7
+    assert stage_seed(training_seed(repeat), "stage1") != stage_seed(training_seed(p), "stage1")
+    assert phantom_key(repeat) == phantom_key(p)  # the same data
+    assert stage_key(repeat, "00_data") == stage_key(p, "00_data")
+    for stage in stages_of(p)[1:]:
+        assert stage_key(repeat, stage) != stage_key(p, stage), stage
+    for stage in ("cyclegan", "stage1"):
+        assert training_hash(repeat, stage) != training_hash(p, stage)
