@@ -193,7 +193,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.cyclegan
         else stage_dir(params.run.profile, params.run.name, "cyclegan") / "checkpoint.pt"
     )
-    generator, _ = load_translator(ckpt, params)
+    from flarelib.train.stages import training_hash
+
+    # a CycleGAN trained with other params (e.g. another cyclegan.ct_input) is checked with a warning
+    generator, _ = load_translator(ckpt, params, expect_hash=training_hash(params, "cyclegan"))
     if params.data.track != "phantom":
         table, figures = real_translation_table(
             params, generator, max_ct=args.max_ct, progress=not args.no_progress
