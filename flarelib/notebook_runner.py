@@ -83,8 +83,11 @@ def notebook_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def is_done(folder: Path, phash: str, nbhash: str | None = None) -> bool:
-    """True when ``folder/DONE`` records the same params hash (and notebook hash, when given)."""
+def is_done(folder: Path, phash: str, nbhash: str | None = None, key: str | None = None) -> bool:
+    """True when ``folder/DONE`` records the same params hash, or the same stage ``key`` when given
+    (:func:`flarelib.study.flow.stage_key`: the params the stage's result depends on, so a late
+    key at its neutral value or a setting the stage does not read leaves it done), and the same
+    notebook hash when given."""
     done = folder / "DONE"
     if not done.is_file():
         return False
@@ -92,7 +95,15 @@ def is_done(folder: Path, phash: str, nbhash: str | None = None) -> bool:
         record = json.loads(done.read_text())
     except (json.JSONDecodeError, OSError):
         return False
-    return record.get("params_hash") == phash and (nbhash is None or record.get("notebook_hash") == nbhash)
+    same = record.get("params_hash") == phash or (key is not None and record.get("stage_key") == key)
+    return same and (nbhash is None or record.get("notebook_hash") == nbhash)
+
+
+def _stage_key(params: Params, stage: str) -> str | None:
+    """The stage key of a study stage notebook (None for the report and notebooks outside the flow)."""
+    from flarelib.study.flow import STAGES, stage_key
+
+    return stage_key(params, stage) if stage in STAGES else None
 
 
 def _recorded_hash(path: Path) -> str | None:
@@ -159,7 +170,8 @@ def run_stage(
     folder = stage_dir(profile, run_id, stage)
     phash = params_hash(params)
     nbhash = notebook_hash(nb_path)
-    if not force and is_done(folder, phash, nbhash):
+    key = _stage_key(params, stage)
+    if not force and is_done(folder, phash, nbhash, key):
         log(f"[skip] {profile}/{run_id}/{stage}: done with the same params (hash {phash}) and notebook")
         return StageResult(stage, folder, "skipped", 0.0)
 
@@ -218,7 +230,10 @@ def run_stage(
     )
     atomic_write_text(
         folder / "DONE",
-        json.dumps({"params_hash": phash, "notebook_hash": nbhash, "seconds": round(seconds, 2)}) + "\n",
+        json.dumps(
+            {"params_hash": phash, "notebook_hash": nbhash, "stage_key": key, "seconds": round(seconds, 2)}
+        )
+        + "\n",
     )
     log(f"[done] {profile}/{run_id}/{stage} in {seconds:.1f} s -> {folder}")
     return StageResult(stage, folder, "done", seconds)

@@ -147,3 +147,12 @@ def test_run_command_passes_set_overrides(monkeypatch):
     seen.clear()
     assert main(["run", "00_data", "--profile", "smoke"]) == 0
     assert seen == [("00_data", None)]
+
+
+def test_done_by_params_hash_or_by_stage_key_and_always_by_notebook(tmp_path):
+    (tmp_path / "DONE").write_text(json.dumps({"params_hash": "a", "notebook_hash": "n", "stage_key": "k"}))
+    assert nr.is_done(tmp_path, "a", "n") and nr.is_done(tmp_path, "a")
+    assert not nr.is_done(tmp_path, "b", "n")  # other params, no key to compare
+    assert nr.is_done(tmp_path, "b", "n", "k")  # other params, none the stage depends on
+    assert not nr.is_done(tmp_path, "b", "n", "other")
+    assert not nr.is_done(tmp_path, "a", "edited", "k")  # the notebook changed

@@ -471,12 +471,14 @@ def stage_status(profile: str, track: str) -> pd.DataFrame:
 def stale_stages(profile: str, track: str) -> dict[str, list[str]]:
     """Per run folder of ``track`` (name without the track suffix): its finished stages whose DONE
     record does not match the run's params file and stage notebook as they are now (made before a
-    change; ``flarelib reproduce`` reruns them). A report reading them mixes results of different
-    settings, so it names them. Runs without a params file are left out."""
+    change; ``flarelib reproduce`` reruns them): neither its params hash nor its stage key
+    (:func:`flarelib.study.flow.stage_key`, which leaves out what the stage does not depend on)
+    is the current one. A report reading them mixes results of different settings, so it names
+    them. Runs without a params file are left out."""
     from flarelib.config import compose_params, params_hash
     from flarelib.notebook_runner import find_notebook, notebook_hash
     from flarelib.paths import project_root
-    from flarelib.study.flow import stages_of
+    from flarelib.study.flow import stage_key, stages_of
 
     out: dict[str, list[str]] = {}
     nb_hashes: dict[str, str] = {}
@@ -493,10 +495,10 @@ def stale_stages(profile: str, track: str) -> dict[str, list[str]]:
                 continue  # not finished, or a record without hashes: nothing to compare
             if stage not in nb_hashes:
                 nb_hashes[stage] = notebook_hash(find_notebook(stage))
-            if (
-                record["params_hash"] != phash
-                or record.get("notebook_hash", nb_hashes[stage]) != nb_hashes[stage]
-            ):
+            same_params = record["params_hash"] == phash or record.get("stage_key") == stage_key(
+                params, stage
+            )
+            if not same_params or record.get("notebook_hash", nb_hashes[stage]) != nb_hashes[stage]:
                 stale.append(stage)
         if stale:
             out[name] = stale

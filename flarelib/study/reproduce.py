@@ -148,7 +148,7 @@ def _run_one(planned: PlannedRun, stage: str, profile: str, data: str, force: bo
     key = stage_key(planned.params, stage)
     folder = stage_dir(profile, planned.run_id, stage)
     phash = params_hash(planned.params)
-    if not force and is_done(folder, phash, nbhash):
+    if not force and is_done(folder, phash, nbhash, key):  # the key: what its result depends on
         log(f"[skip] {profile}/{planned.run_id}/{stage}: done")
         return StageResult(stage, folder, "skipped", 0.0)
     target = None if force else _shared_target(profile, stage, key, nbhash)

@@ -59,7 +59,7 @@ def test_stage_1_settings_are_in_the_keys_of_runs_with_stage_1_alone():
     for name in ("baseline", "proposed"):
         p = _p(name)
         gan = dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, lr=p.cyclegan.lr / 2))
-        gin = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_intensity_aug="gin"))
+        gin = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_intensity_aug="randconv"))
         for stage in stages_of(p)[1:]:
             changed = name == "proposed"
             assert (stage_key(gan, stage) != stage_key(p, stage)) is changed, (name, stage)
@@ -169,3 +169,40 @@ def test_train_seed_reseeds_the_trainings_and_keeps_the_data():
         assert stage_key(repeat, stage) != stage_key(p, stage), stage
     for stage in ("cyclegan", "stage1"):
         assert training_hash(repeat, stage) != training_hash(p, stage)
+
+
+def test_reproduce_keeps_a_finished_stage_whose_key_is_unchanged(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    import flarelib.study.reproduce as reproduce
+    from flarelib.notebook_runner import StageResult
+
+    monkeypatch.setenv("FLARE_OUTPUTS", str(tmp_path))
+    runs = []
+
+    def fake_run_stage(nb, file, profile, data, *, run_id, force, log):  # what papermill would leave
+        from flarelib.config import params_hash
+        from flarelib.notebook_runner import notebook_hash
+        from flarelib.paths import stage_dir
+
+        folder = stage_dir(profile, run_id, nb.stem)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"params_hash": params_hash(current), "notebook_hash": notebook_hash(nb)}
+        (folder / "DONE").write_text(json.dumps(record))
+        runs.append(nb.stem)
+        return StageResult(nb.stem, folder, "done", 1.0)
+
+    monkeypatch.setattr(reproduce, "run_stage", fake_run_stage)
+    current = _p("baseline")
+    planned = reproduce.PlannedRun(RUNS / "baseline.yaml", current, "baseline")
+    assert reproduce._run_one(planned, "03_stage2", "smoke", "phantom", False, print).status == "done"
+    # a stage-1 setting: another params hash, the same stage key for a run without stage 1
+    current = dataclasses.replace(current, cyclegan=dataclasses.replace(current.cyclegan, lr=1e-3))
+    planned = reproduce.PlannedRun(RUNS / "baseline.yaml", current, "baseline")
+    assert reproduce._run_one(planned, "03_stage2", "smoke", "phantom", False, print).status == "skipped"
+    # a setting it depends on runs it again
+    current = dataclasses.replace(current, train=dataclasses.replace(current.train, lr=1e-3))
+    planned = reproduce.PlannedRun(RUNS / "baseline.yaml", current, "baseline")
+    assert reproduce._run_one(planned, "03_stage2", "smoke", "phantom", False, print).status == "done"
+    assert runs == ["03_stage2", "03_stage2"]

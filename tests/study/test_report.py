@@ -152,6 +152,18 @@ def test_stale_stages_are_named_and_marked(outputs):
     assert report.stale_stages(PROFILE, "phantom") == {"baseline": ["03_stage2"]}  # notebook changed
     (stage2 / "DONE").write_text(json.dumps(now("03_stage2")))
     assert report.stale_stages(PROFILE, "phantom") == {} and report.stale_note({}) == ""
+    # other params, but none its result depends on (the stage key is the current one): current
+    from flarelib.study.flow import stage_key
+
+    same_key = {
+        **now("05_evaluate"),
+        "params_hash": "0123456789ab",
+        "stage_key": stage_key(params, "05_evaluate"),
+    }
+    (evaluate / "DONE").write_text(json.dumps(same_key))
+    assert report.stale_stages(PROFILE, "phantom") == {}
+    (evaluate / "DONE").write_text(json.dumps({**same_key, "stage_key": "another"}))
+    assert report.stale_stages(PROFILE, "phantom") == {"baseline": ["05_evaluate"]}
 
 
 def test_real_track_table_per_organ_beside_the_anchors_and_its_verdict(outputs):
