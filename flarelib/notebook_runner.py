@@ -99,13 +99,6 @@ def is_done(folder: Path, phash: str, nbhash: str | None = None, key: str | None
     return same and (nbhash is None or record.get("notebook_hash") == nbhash)
 
 
-def _stage_key(params: Params, stage: str) -> str | None:
-    """The stage key of a study stage notebook (None for the report and notebooks outside the flow)."""
-    from flarelib.study.flow import STAGES, stage_key
-
-    return stage_key(params, stage) if stage in STAGES else None
-
-
 def _recorded_hash(path: Path) -> str | None:
     try:
         return json.loads(path.read_text()).get("params_hash")
@@ -170,8 +163,7 @@ def run_stage(
     folder = stage_dir(profile, run_id, stage)
     phash = params_hash(params)
     nbhash = notebook_hash(nb_path)
-    key = _stage_key(params, stage)
-    if not force and is_done(folder, phash, nbhash, key):
+    if not force and is_done(folder, phash, nbhash):
         log(f"[skip] {profile}/{run_id}/{stage}: done with the same params (hash {phash}) and notebook")
         return StageResult(stage, folder, "skipped", 0.0)
 
@@ -230,10 +222,7 @@ def run_stage(
     )
     atomic_write_text(
         folder / "DONE",
-        json.dumps(
-            {"params_hash": phash, "notebook_hash": nbhash, "stage_key": key, "seconds": round(seconds, 2)}
-        )
-        + "\n",
+        json.dumps({"params_hash": phash, "notebook_hash": nbhash, "seconds": round(seconds, 2)}) + "\n",
     )
     log(f"[done] {profile}/{run_id}/{stage} in {seconds:.1f} s -> {folder}")
     return StageResult(stage, folder, "done", seconds)

@@ -546,7 +546,7 @@ def test_translation_check_scores_an_identity_generator_as_the_ct_itself(phantom
         ROOT / "params" / "runs" / "default.yaml",
         "smoke",
         "phantom",
-        overrides={"data": {"root": str(out)}, "cyclegan": {"fake_background": "keep"}},
+        overrides={"data": {"root": str(out)}, "cyclegan": {"fake_background": "keep", "ct_input": "window"}},
     )
     table = phantom_translation_table(params, torch.nn.Identity(), root=out)
     assert set(table["input"]) == {"fake", "ct"} and table["sequence"].eq("T1W").all()
