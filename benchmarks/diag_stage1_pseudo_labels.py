@@ -108,7 +108,8 @@ def main() -> None:
             p, "stage1", args.out / "stage1", labelled, unlabelled, validation, progress=False
         )
         source = f"fakes of {args.cyclegan}" if args.cyclegan else f"true {seq}"
-        source = "the inverted CT" if args.inverted_ct else source
+        if args.inverted_ct:
+            source = "the inverted CT"
         print(f"Mean Teacher on {source}: {res.iteration} iterations in {time.perf_counter() - t0:.0f} s")
         best = args.out / "stage1" / "model_best.pt"
         model = best if best.is_file() else args.out / "stage1" / "checkpoint.pt"

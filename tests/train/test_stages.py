@@ -221,17 +221,17 @@ def test_stage1_intensity_aug_randomises_stage_1_alone_and_hashes_as_intensity_a
     make_volume, tmp_path, monkeypatch
 ):
     params = params_2d(iterations=1, intensity_aug="none", stage1_intensity_aug="gin")
-    seen = {}
+    seen = []
 
     def no_training(system, batches, *args, **kwargs):  # what the training loop is handed
-        seen[kwargs.get("stage", len(seen))] = batches.labeled.intensity_aug
+        seen.append(batches.labeled.intensity_aug)
 
     monkeypatch.setattr(stages, "train", no_training)
     labeled, unlabeled, _ = _volumes(make_volume)
     fakes = [dataclasses.replace(v, modality=FAKE_MR) for v in labeled]
     for stage in ("stage1", "mt2d"):
         train_segmentation(params, stage, tmp_path / stage, fakes, unlabeled, device="cpu", progress=False)
-    stage1_aug, other_aug = seen.values()
+    stage1_aug, other_aug = seen
     assert isinstance(stage1_aug, GIN) and other_aug is None
     asked_directly = params_2d(iterations=1, intensity_aug="gin")
     resolved = stages.stage_params(params, "stage1")
