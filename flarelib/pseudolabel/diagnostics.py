@@ -49,6 +49,7 @@ __all__ = [
     "kidney_filter_ceiling",
     "mean_organ_dice",
     "run_diagnostics",
+    "threshold_sweep",
     "transfer_diagnostics",
 ]
 
@@ -108,7 +109,8 @@ class TransferDiagnostics:
             f"sequences; good = true mean organ DSC >= {s['good_dsc']})",
             f"  accepted {s['accepted']}, rejected {s['rejected']}; good {s['good']} "
             f"(TP {s['tp']}, FP {s['fp']}, FN {s['fn']}, TN {s['tn']})",
-            f"  precision {_f(s['precision'])}   recall {_f(s['recall'])}",
+            f"  precision {_f(s['precision'])}   recall {_f(s['recall'])}   (accepting every transfer: "
+            f"precision {_f(s['good'] / s['n'] if s['n'] else math.nan)}, recall 1)",
             f"  mean true DSC: accepted {_f(s['mean_dsc_accepted'])}, rejected {_f(s['mean_dsc_rejected'])}",
             f"  misaligned per truth.json: {s['misaligned_n']}, rejected {s['misaligned_rejected']}; "
             f"accepted: {', '.join(s['misaligned_accepted_detail']) or '-'}",
@@ -130,7 +132,28 @@ class TransferDiagnostics:
                 f"    {seq:4s} n={d['n']} acc={d['accepted']} good={d['good']} tp={d['tp']} "
                 f"true={_f(d['mean_dsc'])} kidney={_f(d['kidney_right'])}/{_f(d['kidney_left'])}{ceil}"
             )
+        sweep = s.get("threshold_sweep")
+        if sweep:
+            lo, hi, n = sweep["grid"]
+            lines += [
+                f"  the rule's three thresholds swept ({lo:g}..{hi:g}, {n} values each; fitted on these "
+                "rows, an optimistic bound):",
+                f"    best recall with precision >= {sweep['min_precision']:g}: "
+                + _setting(sweep["best_recall_at_min_precision"]),
+                f"    best precision with recall >= {sweep['min_recall']:g}: "
+                + _setting(sweep["best_precision_at_min_recall"]),
+                f"    any setting reaching both: {'yes' if sweep['both_met'] else 'no'}",
+            ]
         return "\n".join(lines)
+
+
+def _setting(d: Mapping[str, float] | None) -> str:
+    if d is None:
+        return "none"
+    return (
+        f"precision {_f(d['precision'])} recall {_f(d['recall'])} (DCE: one > {d['dce_accept_one']:g}; "
+        f"others: both > {d['other_accept_both']:g}, one > {d['other_accept_one']:g})"
+    )
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -265,6 +288,7 @@ def transfer_diagnostics(
         r["good"] = bool(r["true_dsc"] >= good_dsc)
     summary = _transfer_summary(rows, good_dsc, table.seconds, n_workers)
     summary["ceiling"] = kidney_filter_ceiling(params, groups, subset_of, root)
+    summary["threshold_sweep"] = threshold_sweep(rows, params.transfer)
     summary["n_patients"] = len(groups)
     summary["t1w_errors"] = t1w_errors
     diag = TransferDiagnostics(rows, summary, table.seconds)
@@ -363,6 +387,94 @@ def _transfer_summary(
         "seconds_mean": float(np.mean(secs)) if secs else math.nan,
         "seconds_max": float(np.max(secs)) if secs else math.nan,
         "workers": workers,
+    }
+
+
+#: Thresholds :func:`threshold_sweep` tries for each of the filter's three (0.50, 0.51, ... 0.99).
+SWEEP_GRID: tuple[float, ...] = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
+
+
+def threshold_sweep(
+    rows: Sequence[Mapping[str, Any]],
+    params: T.TransferParams,
+    *,
+    grid: Sequence[float] = SWEEP_GRID,
+    min_precision: float = 0.9,
+    min_recall: float = 0.7,
+) -> dict[str, Any]:
+    """The kidney-DSC filter's rule with every choice of its three thresholds, on measured rows.
+
+    ``rows``: :func:`transfer_diagnostics` rows (``patient, sequence, kidney_right, kidney_left,
+    good``). Each row is decided again by :func:`flarelib.pseudolabel.transfer.decide` with
+    ``dce_accept_one``, ``other_accept_both`` and ``other_accept_one`` (>= ``other_accept_both``)
+    taken from ``grid`` (OP follows its patient's IP), and scored as a detector of good transfers.
+    Returns the paper's thresholds' ``(precision, recall)``, the best recall among settings with
+    precision >= ``min_precision`` and the best precision among settings with recall >=
+    ``min_recall`` (each with its thresholds; None when no setting qualifies), and ``both_met``:
+    whether any setting reaches both. The thresholds are the rule's only free parameters, so
+    ``both_met`` False says that no tuning of the paper's rule meets the targets on these rows.
+    """
+    rows = [r for r in rows if r["sequence"] != "T1W"]
+    good = np.array([bool(r["good"]) for r in rows])
+    dce = np.array([r["sequence"] in T.DCE_SEQUENCES for r in rows])
+    ip_of = {r["patient"]: i for i, r in enumerate(rows) if r["sequence"] == "IP"}
+    # OP follows its patient's IP: an OP row counts as a copy of that IP row (or is never accepted)
+    source = [ip_of.get(r["patient"], -1) if r["sequence"] == "OP" else i for i, r in enumerate(rows)]
+
+    def accepted(**thresholds: float) -> np.ndarray:
+        t = dataclasses.replace(params, **thresholds)
+        own = np.array(
+            [
+                r["sequence"] != "OP"
+                and T.decide(r["sequence"], r["kidney_right"], r["kidney_left"], t).accepted
+                for r in rows
+            ]
+        )
+        return np.array([j >= 0 and own[j] for j in source])
+
+    # The DCE rows depend on dce_accept_one alone, the others on the other two: count each part once.
+    dce_part = {v: accepted(dce_accept_one=v) & dce for v in grid}
+    other_part = {
+        (b, o): accepted(other_accept_both=b, other_accept_one=o) & ~dce for b in grid for o in grid if o >= b
+    }
+    n_good = int(good.sum())
+
+    def pr(acc: np.ndarray) -> tuple[float, float]:
+        n_tp = int((acc & good).sum())
+        precision = n_tp / int(acc.sum()) if acc.any() else math.nan
+        return precision, (n_tp / n_good if n_good else math.nan)
+
+    def named(t: tuple[float, float, float], scores: tuple[float, float]) -> dict[str, float]:
+        return {
+            "dce_accept_one": t[0],
+            "other_accept_both": t[1],
+            "other_accept_one": t[2],
+            "precision": scores[0],
+            "recall": scores[1],
+        }
+
+    paper_t = (params.dce_accept_one, params.other_accept_both, params.other_accept_one)
+    paper = pr(accepted())
+    best_recall = best_precision = None
+    both_met = False
+    for v, a in dce_part.items():
+        for (b, o), c in other_part.items():
+            p_, r_ = pr(a | c)
+            if math.isnan(p_):
+                continue
+            if p_ >= min_precision and (best_recall is None or r_ > best_recall["recall"]):
+                best_recall = named((v, b, o), (p_, r_))
+            if r_ >= min_recall and (best_precision is None or p_ > best_precision["precision"]):
+                best_precision = named((v, b, o), (p_, r_))
+            both_met = both_met or (p_ >= min_precision and r_ >= min_recall)
+    return {
+        "paper": named(paper_t, paper),
+        "min_precision": min_precision,
+        "min_recall": min_recall,
+        "best_recall_at_min_precision": best_recall,
+        "best_precision_at_min_recall": best_precision,
+        "both_met": both_met,
+        "grid": [float(min(grid)), float(max(grid)), len(grid)],
     }
 
 

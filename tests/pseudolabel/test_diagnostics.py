@@ -56,3 +56,35 @@ def test_perturbed_t1w_labels():
     assert (D._perturb_t1w(lab, "erode1", rng) == 1).sum() == 27
     assert (D._perturb_t1w(lab, "dilate1", rng) == 1).sum() == 125 + 6 * 25
     assert (D._perturb_t1w(lab, "shift1", rng) == 1).sum() == 125
+
+
+def test_threshold_sweep_retunes_the_rule_and_says_when_no_tuning_meets_both_targets():
+    from flarelib.config import TransferParams
+
+    def row(seq, kidneys, good, patient="P1"):
+        return {
+            "patient": patient,
+            "sequence": seq,
+            "kidney_right": kidneys,
+            "kidney_left": kidneys,
+            "good": good,
+        }
+
+    rows = [
+        row("T1W", math.nan, True),  # the reference: not a decision
+        row("PVP", 0.9, True),  # accepted by the paper's thresholds
+        row("EAP", 0.8, True),  # rejected (DCE: one kidney > 0.85), accepted below 0.8
+        row("DP", 0.6, False),
+        row("T2W", 0.82, True),  # rejected (no kidney > 0.85)
+        row("IP", 0.9, False),  # accepted: a false accept, and OP with it
+        row("OP", math.nan, False),
+    ]
+    s = D.threshold_sweep(rows, TransferParams())
+    assert s["paper"]["precision"] == 1 / 3 and s["paper"]["recall"] == 1 / 3
+    best = s["best_recall_at_min_precision"]  # keep PVP and EAP, reject IP (and T2W with it)
+    assert (best["precision"], best["recall"]) == (1.0, 2 / 3)
+    assert 0.6 <= best["dce_accept_one"] < 0.8 and best["other_accept_one"] >= 0.9
+    # recall 1 needs T2W, and whatever accepts T2W (0.82) accepts IP (0.9) and OP: precision 3/5
+    assert s["best_precision_at_min_recall"]["precision"] == 3 / 5
+    assert s["both_met"] is False
+    assert D.threshold_sweep(rows, TransferParams(), min_recall=0.6)["both_met"] is True
