@@ -16,9 +16,10 @@ Stage notebooks (``notebooks/NN_name.py``), in order:
 * ``09_report`` runs once after every run (:data:`REPORT_STAGE`), not per run.
 
 Sharing: a stage's *key* hashes exactly the params its result depends on (everything but the run's
-name, description and groups, the ``study`` settings of later stages, the ``efficiency``
-section, which only ``06_efficiency`` reads, and in runs without stage 1 the params only stage 1
-reads, :data:`STAGE1_ONLY`), plus the keys of the stages before it. Runs whose
+name, description and groups, the ``study`` settings of later stages, the sections a later stage
+reads first, :data:`FIRST_READ_BY` (``transfer``, ``anatomy``, ``efficiency``), and in runs
+without stage 1 the params only stage 1 reads, :data:`STAGE1_ONLY`), plus the keys of the stages
+before it. Runs whose
 stage has the same key share one execution: the first run executes it, the others get a pointer
 (``SAME_AS``) to that folder; :func:`stage_output` follows it.
 """
@@ -36,6 +37,7 @@ from flarelib.paths import atomic_write_text, outputs_root, stage_dir
 __all__ = [
     "REPORT_STAGE",
     "SAME_AS",
+    "FIRST_READ_BY",
     "STAGE1_ONLY",
     "STAGES",
     "final_model",
@@ -62,6 +64,15 @@ SAME_AS = "SAME_AS"  # a run's stage folder that points at another run's identic
 #: Params only stage 1 reads (a whole section, or one key of it): left out of the stage keys of
 #: runs without stage 1, so a CycleGAN setting does not make Table 5's baseline run again.
 STAGE1_ONLY: tuple[str, ...] = ("cyclegan", "train.stage1_intensity_aug")
+
+#: Params sections no stage reads before the named one: left out of the keys of the stages before
+#: it (and of every stage of a run without it), so a run that differs from another in its anatomy
+#: filter alone shares stages 1 and 2 with it, and Table 5's baseline ignores the filter's settings.
+FIRST_READ_BY: dict[str, str] = {
+    "transfer": "02_transfer",
+    "anatomy": "04_stage3",
+    "efficiency": "06_efficiency",
+}
 
 #: The ``study`` settings each stage reads (a stage's key holds those of it and of earlier stages).
 _STUDY_FIELDS: dict[str, tuple[str, ...]] = {
@@ -170,15 +181,16 @@ def stage_key(params: Params, stage: str) -> str:
     d = drop_neutral_keys(params_to_dict(params))
     run = d.pop("run")
     study = d.pop("study")
-    efficiency = d.pop("efficiency")  # read by notebook 06 alone
-    if stage == "06_efficiency":
-        d["efficiency"] = efficiency
+    index = STAGES.index(stage)
+    stages = stages_of(params)
+    for section, first in FIRST_READ_BY.items():
+        if index < STAGES.index(first) or first not in stages:
+            d.pop(section)
     if stage == "00_data":  # the data depend on the data sections and the seed alone
         return params_hash({"stage": stage, "seed": run["seed"], "data": d["data"], "phantom": d["phantom"]})
     if not study["stage1"]:
         for dotted in STAGE1_ONLY:
             _drop(d, dotted)
-    index = STAGES.index(stage)
     fields: set[str] = set()
     for earlier in STAGES[: index + 1]:
         fields.update(_STUDY_FIELDS[earlier])

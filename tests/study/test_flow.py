@@ -53,6 +53,28 @@ def test_efficiency_settings_are_in_the_key_of_notebook_06_alone():
     assert stage_key(other, "06_efficiency") != stage_key(proposed, "06_efficiency")
 
 
+def test_transfer_and_anatomy_settings_are_in_the_keys_of_their_stages_and_after():
+    import dataclasses
+
+    proposed, baseline = _p("proposed"), _p("baseline")
+    organs = dataclasses.replace(
+        proposed, anatomy=dataclasses.replace(proposed.anatomy, on_failure="drop_organs")
+    )
+    looser = dataclasses.replace(
+        proposed, transfer=dataclasses.replace(proposed.transfer, dce_accept_one=0.7)
+    )
+    for stage in stages_of(proposed):
+        after_stage3 = stage in ("04_stage3", "05_evaluate", "06_efficiency")
+        assert (stage_key(organs, stage) != stage_key(proposed, stage)) is after_stage3, stage
+        after_transfer = stage not in ("00_data", "01_stage1")
+        assert (stage_key(looser, stage) != stage_key(proposed, stage)) is after_transfer, stage
+    # a run without a transfer or a stage 3 reads neither section
+    for section, value in (("anatomy", organs.anatomy), ("transfer", looser.transfer)):
+        other = dataclasses.replace(baseline, **{section: value})
+        for stage in stages_of(baseline):
+            assert stage_key(other, stage) == stage_key(baseline, stage), (section, stage)
+
+
 def test_stage_1_settings_are_in_the_keys_of_runs_with_stage_1_alone():
     import dataclasses
 
