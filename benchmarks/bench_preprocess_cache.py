@@ -32,7 +32,7 @@ from flarelib.preprocess import cache  # noqa: E402
 from flarelib.train.stages import load_train_volume  # noqa: E402
 
 
-def _load_all(cases, params):
+def load_train_volumes(cases, params):
     spacing = params.preprocess.target_spacing_zyx
     t0 = time.perf_counter()
     vols = [load_train_volume(c, spacing, "zscore", params.preprocess) for c in cases]
@@ -51,10 +51,10 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_cache_"))
     try:
         os.environ[cache.ENV] = "off"
-        cold, ref = _load_all(cases, params)
+        cold, ref = load_train_volumes(cases, params)
         os.environ[cache.ENV] = str(tmp)
-        first, _ = _load_all(cases, params)
-        warm, got = _load_all(cases, params)
+        first, _ = load_train_volumes(cases, params)
+        warm, got = load_train_volumes(cases, params)
         same = all(
             np.array_equal(a.image, b.image) and (a.label is None or np.array_equal(a.label, b.label))
             for a, b in zip(ref, got, strict=True)

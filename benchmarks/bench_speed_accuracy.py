@@ -87,12 +87,12 @@ def main() -> int:
 
     from flarelib.config import Params
     from flarelib.evaluate.metrics import score_case
-    from flarelib.infer.pipeline import CasePredictor, _device, load_model
+    from flarelib.infer.pipeline import CasePredictor, load_model, resolve_device
     from flarelib.infer.sliding import runtime_available
     from flarelib.io import read_image, read_label
     from flarelib.labels import ORGAN_IDS
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     not_annotated: set[int] = set()
     if args.quick:
         from flarelib.models.unet import unet_from_params

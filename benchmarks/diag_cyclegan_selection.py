@@ -29,7 +29,7 @@ from flarelib.datasets import ensure_data
 from flarelib.evaluate.translation import translation_figures
 from flarelib.params_cli import add_params_arguments, params_from_args
 from flarelib.train.stages import cyclegan_domains, train_cyclegan
-from flarelib.train.translation_check import _case_arrays, truth_regions
+from flarelib.train.translation_check import translation_arrays, truth_regions
 from flarelib.train.translation_select import translation_validator
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     root = ensure_data(p)
     cases = discover(p)
     a, b, _ = cyclegan_domains(p, cases, show=False)
-    truth = [_case_arrays(p, root, case, c.target_sequence) for case in select_cases(cases, "labelled")]
+    truth = [translation_arrays(p, root, case, c.target_sequence) for case in select_cases(cases, "labelled")]
     for vol, t in zip(a, truth, strict=True):
         if vol.image.shape != t["ct"].shape:
             raise SystemExit(f"{vol.name}: domain A {vol.image.shape} vs truth grid {t['ct'].shape}")

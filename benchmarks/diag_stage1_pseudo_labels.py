@@ -46,7 +46,7 @@ from flarelib.params_cli import add_params_arguments, params_from_args
 from flarelib.preprocess import prepare_case, zscore
 from flarelib.train.fake_mr import generator_input
 from flarelib.train.sampling import FAKE_MR, TrainVolume
-from flarelib.train.stages import _fake_mr, _load_all, load_train_volume, train_segmentation
+from flarelib.train.stages import fake_mr_volumes, load_train_volume, load_train_volumes, train_segmentation
 
 
 def true_rendering(p: Params, root: Path, case: Case) -> TrainVolume:
@@ -95,14 +95,14 @@ def main() -> None:
     else:
         ct_cases = select_cases(cases, "labelled")
         if args.cyclegan:
-            labelled, _ = _fake_mr(p, ct_cases, args.cyclegan, torch.device("cpu"), False)
+            labelled, _ = fake_mr_volumes(p, ct_cases, args.cyclegan, torch.device("cpu"), False)
         elif args.inverted_ct:
             labelled = [inverted_ct(p, case) for case in ct_cases]
         else:
             labelled = [true_rendering(p, root, case) for case in ct_cases]
-        unlabelled = _load_all(mr_cases, spacing, "zscore", pre, "unlabelled", False)
+        unlabelled = load_train_volumes(mr_cases, spacing, "zscore", pre, "unlabelled", False)
         val_cases = select_cases(cases, "validation")
-        validation = _load_all(val_cases, spacing, "zscore", pre, "validation", False)
+        validation = load_train_volumes(val_cases, spacing, "zscore", pre, "validation", False)
         t0 = time.perf_counter()
         res = train_segmentation(
             p, "stage1", args.out / "stage1", labelled, unlabelled, validation, progress=False

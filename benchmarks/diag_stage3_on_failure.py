@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from flarelib.config import _deep_merge, load_params, parse_override
+from flarelib.config import load_params, parse_overrides
 from flarelib.study.flow import read_metrics, stage_output
 from flarelib.study.selftrain import run_iterations
 
@@ -37,10 +37,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     folder = stage_output(args.profile, args.run, "04_stage3")
-    overrides: dict = {}
-    for text in args.set:
-        overrides = _deep_merge(overrides, parse_override(text))
-    params = load_params(folder / "params.yaml", overrides or None)
+    params = load_params(folder / "params.yaml", parse_overrides(args.set) or None)
     stage2 = stage_output(args.profile, args.run, "03_stage2")
     stage2_model = stage2 / read_metrics(args.profile, args.run, "03_stage2")["model"]
     own = json.loads((folder / "metrics.json").read_text())["iterations"]

@@ -19,14 +19,14 @@ from flarelib.datasets import ensure_data
 from flarelib.evaluate.translation import translation_figures
 from flarelib.preprocess import mr_scale
 from flarelib.train.fake_mr import clear_ct_air, zero_outside_body
-from flarelib.train.translation_check import _case_arrays, truth_regions
+from flarelib.train.translation_check import translation_arrays, truth_regions
 
 
 def main() -> None:
     p = load_stage_params("params/runs/default.yaml", "quick")
     pre = p.preprocess
     root = ensure_data(p)
-    arrs = [_case_arrays(p, root, c, "T1W") for c in select_cases(discover(p), "labelled")]
+    arrs = [translation_arrays(p, root, c, "T1W") for c in select_cases(discover(p), "labelled")]
     cts = np.concatenate([clear_ct_air(a["ct"]).ravel() for a in arrs])
     true = np.concatenate(
         [

@@ -23,8 +23,8 @@ from flarelib.data import discover, select_cases
 from flarelib.datasets import ensure_data
 from flarelib.evaluate.translation import translation_figures
 from flarelib.train.fake_mr import clear_ct_air, ct_body_mask, generator_input, zero_outside_body
-from flarelib.train.stages import _load_all
-from flarelib.train.translation_check import _case_arrays, truth_regions
+from flarelib.train.stages import load_train_volumes
+from flarelib.train.translation_check import translation_arrays, truth_regions
 from flarelib.train.translation_select import body_histogram, mr_body_histogram
 
 
@@ -33,8 +33,8 @@ def main() -> None:
     pre = p.preprocess
     root = ensure_data(p)
     cases = discover(p)
-    arrs = [_case_arrays(p, root, c, "T1W") for c in select_cases(cases, "labelled")]
-    mr = _load_all(
+    arrs = [translation_arrays(p, root, c, "T1W") for c in select_cases(cases, "labelled")]
+    mr = load_train_volumes(
         select_cases(cases, "unlabelled", sequence="T1W"), pre.target_spacing_zyx, "mr255", pre, "MR", False
     )
     cdf_mr = np.cumsum(mr_body_histogram([v.image for v in mr]))

@@ -609,6 +609,14 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+def parse_overrides(texts: typing.Sequence[str]) -> dict[str, Any]:
+    """Several ``KEY=VALUE`` texts (``--set`` options) as one nested mapping; later ones win."""
+    out: dict[str, Any] = {}
+    for text in texts:
+        out = _deep_merge(out, parse_override(text))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Writing and hashing
 # --------------------------------------------------------------------------------------------------

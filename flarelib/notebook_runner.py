@@ -243,11 +243,9 @@ def _summarise(results: list[StageResult]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flarelib.config import _deep_merge, parse_override
+    from flarelib.config import parse_overrides
 
-    overrides: dict = {}
-    for text in args.set:
-        overrides = _deep_merge(overrides, parse_override(text))
+    overrides = parse_overrides(args.set)
     results = [
         run_stage(
             stage,

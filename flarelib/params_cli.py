@@ -16,12 +16,11 @@ import yaml
 from flarelib.config import (
     DATA_TRACKS,
     PROFILES,
-    _deep_merge,
     compose_params,
     load_params,
     params_hash,
     params_to_dict,
-    parse_override,
+    parse_overrides,
 )
 from flarelib.errors import FlareInputError
 from flarelib.paths import project_root
@@ -53,9 +52,7 @@ def add_params_arguments(parser: argparse.ArgumentParser) -> None:
 
 def params_from_args(args: argparse.Namespace):
     """The :class:`~flarelib.config.Params` the shared options describe."""
-    overrides: dict = {}
-    for text in getattr(args, "set", None) or []:
-        overrides = _deep_merge(overrides, parse_override(text))
+    overrides = parse_overrides(getattr(args, "set", None) or [])
     if args.profile is not None:
         run_file = args.params or project_root() / "params" / "runs" / "default.yaml"
         return compose_params(run_file, args.profile, args.data or "phantom", overrides=overrides or None)

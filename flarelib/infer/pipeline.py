@@ -96,6 +96,7 @@ __all__ = [
     "output_name",
     "plan_outputs",
     "predict_paths",
+    "resolve_device",
     "save_model_file",
 ]
 
@@ -187,7 +188,7 @@ class CasePredictor:
                 stacklevel=2,
             )
         self.modality = modality
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.params = params
         self.model = model.eval().to(self.device)
         runtime: Any = self.model  # torch: the predictor also checks the window against the net's divisor
@@ -222,7 +223,7 @@ class CasePredictor:
         progress: bool = False,
     ) -> CasePredictor:
         t0 = time.perf_counter()
-        dev = _device(device)
+        dev = resolve_device(device)
         model, p, _ = load_model(checkpoint, params, device=dev)
         return cls(model, p, dev, progress, load_seconds=time.perf_counter() - t0)
 
@@ -292,7 +293,8 @@ class CasePredictor:
         )
 
 
-def _device(device: torch.device | str) -> torch.device:
+def resolve_device(device: torch.device | str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; anything else as torch reads it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -553,7 +555,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     with tempfile.TemporaryDirectory(prefix="flarelib-predict-") as tmp:
         t0 = time.perf_counter()
-        device = _device(args.device)
+        device = resolve_device(args.device)
         model, params, _ = load_model(args.model, args.params, device=device)
         if args.runtime:
             infer = dataclasses.replace(params.infer, runtime=args.runtime)

@@ -35,9 +35,9 @@ from flarelib.errors import FlareInputError
 from flarelib.paths import atomic_write_text, outputs_root, stage_dir
 
 __all__ = [
+    "FIRST_READ_BY",
     "REPORT_STAGE",
     "SAME_AS",
-    "FIRST_READ_BY",
     "STAGE1_ONLY",
     "STAGES",
     "final_model",

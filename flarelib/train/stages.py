@@ -91,7 +91,9 @@ __all__ = [
     "VALIDATION_ROLES",
     "augment_config",
     "cyclegan_domains",
+    "fake_mr_volumes",
     "load_train_volume",
+    "load_train_volumes",
     "prepare_layout_case",
     "run_stage",
     "segmentation_validator",
@@ -262,7 +264,7 @@ def load_train_volume(
     )
 
 
-def _load_all(
+def load_train_volumes(
     cases: Sequence[Case],
     spacing: Sequence[float],
     intensity: Intensity,
@@ -270,6 +272,7 @@ def _load_all(
     what: str,
     progress: bool,
 ) -> list[TrainVolume]:
+    """:func:`load_train_volume` of every case (``what`` names them in the progress bar)."""
     return [
         load_train_volume(c, spacing, intensity, preprocess)
         for c in tqdm(cases, desc=f"loading {what}", disable=not progress or not cases, leave=False)
@@ -542,19 +545,21 @@ def run_stage(
     labelled_cases = select_cases(cases, "labelled")
     unlabelled_cases = select_cases(cases, "unlabelled")
     if stage == FAKE_MR_STAGE:
-        labeled, translator = _fake_mr(params, labelled_cases, cyclegan, info.device, show)
+        labeled, translator = fake_mr_volumes(params, labelled_cases, cyclegan, info.device, show)
         if info.is_main:
             save_run_record(out, params, extra={**extra, "cyclegan": translator})
         unlabelled_cases = select_cases(cases, "unlabelled", sequence=params.cyclegan.target_sequence)
     else:
-        labeled = _load_all(labelled_cases, spacing, "zscore", params.preprocess, "labelled", show)
+        labeled = load_train_volumes(labelled_cases, spacing, "zscore", params.preprocess, "labelled", show)
     unlabeled = []
     if params.train.mode == "mean_teacher":
-        unlabeled = _load_all(unlabelled_cases, spacing, "zscore", params.preprocess, "unlabelled", show)
+        unlabeled = load_train_volumes(
+            unlabelled_cases, spacing, "zscore", params.preprocess, "unlabelled", show
+        )
     val_cases = select_cases(cases, "validation")
     if params.train.validation_cases > 0:
         val_cases = val_cases[: params.train.validation_cases]
-    validation = _load_all(val_cases, spacing, "zscore", params.preprocess, "validation", show)
+    validation = load_train_volumes(val_cases, spacing, "zscore", params.preprocess, "validation", show)
     return train_segmentation(
         params,
         stage,
@@ -585,8 +590,8 @@ def cyclegan_domains(
     if params.cyclegan.align_domains and a_cases and b_cases:
         a, b, record = _aligned_domains(params, a_cases, b_cases, show)
     else:
-        a = _load_all(a_cases, spacing, "ct255", params.preprocess, "CT", show)
-        b = _load_all(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
+        a = load_train_volumes(a_cases, spacing, "ct255", params.preprocess, "CT", show)
+        b = load_train_volumes(b_cases, spacing, "mr255", params.preprocess, f"MR {seq or ''}".strip(), show)
     c = params.cyclegan
     a = [dataclasses.replace(v, image=generator_input(v.image, c.fake_background, c.ct_input)) for v in a]
     return a, b, record
@@ -634,14 +639,16 @@ def _content_slab(array: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
     return array[k[0] : k[-1] + 1]
 
 
-def _fake_mr(
+def fake_mr_volumes(
     params: Params, cases: Sequence[Case], cyclegan: str | Path, device: torch.device, show: bool
 ) -> tuple[list[TrainVolume], dict[str, Any]]:
     """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`), and
     the record of the CycleGAN checkpoint that made them."""
     expect = training_hash(params, "cyclegan")
     generator, record = load_translator(cyclegan, params, device, expect_hash=expect)
-    ct = _load_all(cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show)
+    ct = load_train_volumes(
+        cases, params.preprocess.target_spacing_zyx, "ct255", params.preprocess, "CT", show
+    )
     c = params.cyclegan
     fake = translate_to_fake_mr(
         generator,

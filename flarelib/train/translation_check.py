@@ -33,7 +33,13 @@ from flarelib.preprocess import prepare_case
 from flarelib.train.cyclegan import translate_volume
 from flarelib.train.fake_mr import generator_input, zero_outside_body
 
-__all__ = ["phantom_translation_table", "real_translation_table", "summarise", "truth_regions"]
+__all__ = [
+    "phantom_translation_table",
+    "real_translation_table",
+    "summarise",
+    "translation_arrays",
+    "truth_regions",
+]
 
 HELP = "a CycleGAN's fake MR vs the true MR of the same phantom anatomy (intensity error, order, SSIM)"
 
@@ -41,7 +47,10 @@ HELP = "a CycleGAN's fake MR vs the true MR of the same phantom anatomy (intensi
 _OUTSIDE = (int(Tissue.AIR), int(Tissue.COUCH))
 
 
-def _case_arrays(params: Params, root: Path, case: Case, sequence: str) -> dict[str, np.ndarray]:
+def translation_arrays(params: Params, root: Path, case: Case, sequence: str) -> dict[str, np.ndarray]:
+    """One labelled CT case of the phantom beside its true ``sequence`` rendering, both prepared on
+    the training grid ((z, y, x) at ``preprocess.target_spacing_zyx``): ``ct`` (0..255 window),
+    ``label`` (its CT label), ``true`` (the true MR, 0..255) and ``tissue`` (the tissue map)."""
     truth_file = root / translation_truth_file(case.subset, case.case_id, sequence)
     if not truth_file.is_file():
         raise FlareInputError(
@@ -62,7 +71,7 @@ def _case_arrays(params: Params, root: Path, case: Case, sequence: str) -> dict[
 
 
 def truth_regions(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The regions the translation figures measure on one case's arrays (:func:`_case_arrays`):
+    """The regions the translation figures measure on one case's arrays (:func:`translation_arrays`):
     the large organs of its CT label, fat and muscle of the phantom's tissue map; and the body
     (everything but air and couch), where SSIM is averaged."""
     regions = organ_regions(arrays["label"])
@@ -96,7 +105,7 @@ def phantom_translation_table(
     c, pre = params.cyclegan, params.preprocess
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc=f"CT -> {seq} check", disable=not progress):
-        arr = _case_arrays(params, root, case, seq)
+        arr = translation_arrays(params, root, case, seq)
         with torch.no_grad():
             ct_in = generator_input(arr["ct"], c.fake_background, c.ct_input)
             fake = translate_volume(
