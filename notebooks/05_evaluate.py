@@ -44,7 +44,7 @@ from flarelib.io import read_label
 from flarelib.paths import atomic_write_text, display_path, stage_dir
 from flarelib.study.flow import final_model
 from flarelib.study.paper import TABLE4
-from flarelib.study.selftrain import _phantom_sequences
+from flarelib.study.selftrain import phantom_sequences
 from flarelib.viz.figures import case_slices_figure
 from flarelib.viz.widgets import SegmentationCase, segmentation_figure, segmentation_viewer
 
@@ -58,7 +58,7 @@ print(f"model {display_path(model)}; {len(val)} labelled MR validation cases")
 
 # %%
 predictor = CasePredictor.from_checkpoint(model, params=params)
-scores = predict_and_score(predictor, val, out / "predictions", sequences=_phantom_sequences(params, val))
+scores = predict_and_score(predictor, val, out / "predictions", sequences=phantom_sequences(params, val))
 scores.to_csv(out / "scores.csv", index=False)
 organs = organ_summary(scores)
 summary = mean_scores(scores)

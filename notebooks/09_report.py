@@ -53,8 +53,8 @@ print(f"profile {profile}, data track {track}: {len(scores)} run(s) evaluated: {
 # ## Which stages have run (done, shared with an identical run, failed, started)
 
 # %%
-display(report.stage_status(profile, track))
 stale = report.stale_stages(profile, track)  # finished with other params or notebooks than today's
+display(report.stage_status(profile, track, stale))
 stale_line = report.stale_note(stale)
 if stale_line:
     display(Markdown(f"**{stale_line}**"))

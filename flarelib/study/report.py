@@ -452,12 +452,12 @@ def efficiency_table(profile: str, track: str, name: str = "proposed") -> pd.Dat
     return t
 
 
-def stage_status(profile: str, track: str) -> pd.DataFrame:
+def stage_status(profile: str, track: str, stale: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """Runs (rows) x stages (columns): ``done``, ``shared`` (reused from an identical run), ``stale``
-    (finished, but with other params or another notebook than today's: :func:`stale_stages`),
-    ``failed`` (an executed notebook with the error kept), ``started`` or empty; every run folder
-    of the track."""
-    stale = stale_stages(profile, track)
+    (finished, but with other params or another notebook than today's: :func:`stale_stages`, or
+    ``stale`` when the caller has it already), ``failed`` (an executed notebook with the error
+    kept), ``started`` or empty; every run folder of the track."""
+    stale = stale_stages(profile, track) if stale is None else stale
     rows = {
         name: {
             stage: "stale" if stage in stale.get(name, ()) else _status(folder / stage, stage)

@@ -28,7 +28,7 @@ from flarelib.paths import atomic_write_text, remove_stale_temps
 from flarelib.study.flow import shared_root, stage_key
 from flarelib.study.sources import labelled_ct, learnable_mask, mr_cases, pseudo_label_file
 
-__all__ = ["iteration_key", "run_iterations", "train_model"]
+__all__ = ["iteration_key", "phantom_sequences", "run_iterations", "score_model", "train_model"]
 
 MODEL_FILE = "model/checkpoint.pt"
 
@@ -68,7 +68,7 @@ def score_model(params: Params, model: Path, out: Path) -> dict[str, Any]:
 
     cases = discover(params)
     val = select_cases(cases, "validation")
-    sequences = _phantom_sequences(params, val)
+    sequences = phantom_sequences(params, val)
     predictor = CasePredictor.from_checkpoint(model, params=params)
     scores = predict_and_score(predictor, val, out / "val_predictions", sequences=sequences)
     scores.to_csv(out / "val_scores.csv", index=False)
@@ -76,7 +76,9 @@ def score_model(params: Params, model: Path, out: Path) -> dict[str, Any]:
     return {"val_mean_dsc": float(table.iloc[-1]["dsc"]), "val_mean_nsd": float(table.iloc[-1]["nsd"])}
 
 
-def _phantom_sequences(params: Params, val) -> dict[str, str]:
+def phantom_sequences(params: Params, val) -> dict[str, str]:
+    """Case id -> its MR sequence for the phantom's validation cases ``val`` (from the truth, which
+    only scoring reads); empty on other data tracks."""
     if params.data.track != "phantom":
         return {}
     from flarelib.data.phantom import load_truth, truth_case
