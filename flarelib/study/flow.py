@@ -19,9 +19,8 @@ Sharing: a stage's *key* hashes exactly the params its result depends on (everyt
 name, description and groups, the ``study`` settings of later stages, the sections a later stage
 reads first, :data:`FIRST_READ_BY` (``transfer``, ``anatomy``, ``efficiency``), and in runs
 without stage 1 the params only stage 1 reads, :data:`STAGE1_ONLY`), plus the keys of the stages
-before it. Runs whose
-stage has the same key share one execution: the first run executes it, the others get a pointer
-(``SAME_AS``) to that folder; :func:`stage_output` follows it.
+before it. Runs whose stage has the same key share one execution: the first run executes it, the
+others get a pointer (``SAME_AS``) to that folder; :func:`stage_output` follows it.
 """
 
 from __future__ import annotations
