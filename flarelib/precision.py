@@ -1,5 +1,13 @@
 """Reduced precision on CPU: whether this CPU computes bfloat16 natively, and what a
-``cpu_precision`` setting (``train.cpu_precision``, ``infer.cpu_precision``) resolves to."""
+``cpu_precision`` setting (``train.cpu_precision``, ``infer.cpu_precision``) resolves to.
+
+On CPUs with AMX tiles, torch 2.13's oneDNN (v3.12) AMX kernels crash (SIGSEGV) or hang in the
+bf16 backward pass of a convolution with 1-4 input channels (the U-Net's first, 1 x 3 x 3), measured
+on the 2-core dev machine (Xeon with AMX, 2026-12-07): the quick profile's stage-1 kernel died at
+its first training step. Importing :mod:`flarelib` therefore sets ``ONEDNN_MAX_CPU_ISA`` to
+``AVX512_CORE_BF16`` unless it is set already (oneDNN reads it at its first convolution), so bf16
+runs on the AVX512-BF16 kernels, as on CPUs without AMX; ``ONEDNN_MAX_CPU_ISA=ALL`` restores AMX
+where it works."""
 
 from __future__ import annotations
 

@@ -183,6 +183,7 @@ def run_record(extra: dict | None = None) -> dict:
             "platform": platform.platform(),
             "processor": platform.processor(),
             "python": sys.executable,
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),  # flarelib's default cap
         },
     }
     if extra:
