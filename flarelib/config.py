@@ -178,6 +178,11 @@ class CycleGANParams:
     fake_background: Literal["keep", "zero"] = "zero"  # fake MR outside the CT's body mask (see fake_mr)
     generator_norm: Literal["instance", "none"] = "instance"  # pix2pix's; none keeps absolute levels
     ct_input: Literal["window", "inverted"] = "window"  # the generator's CT (fake_mr.generator_input)
+    # stage-1 rounds after the first whose fakes are moved organ by organ to the real MR's brightness
+    # inside the previous round's pseudo-labels (flarelib.train.organ_refine; a deviation)
+    refine_rounds: int = 0
+    refine_erode: int = 1  # in-plane erosion (voxels) of the masks the organ brightnesses come from
+    refine_iterations: int = 0  # each refinement round: warm start, these iterations (0: train.iterations)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -652,6 +657,9 @@ LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
     ("run", "train_seed"): None,
     ("cyclegan", "generator_norm"): "instance",
     ("cyclegan", "ct_input"): "window",
+    ("cyclegan", "refine_rounds"): 0,
+    ("cyclegan", "refine_erode"): 1,
+    ("cyclegan", "refine_iterations"): 0,
     ("train", "stage1_intensity_aug"): "inherit",
 }
 

@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 
 from flarelib import notebook_runner as nr
 from flarelib.io import read_image, read_label, same_grid
@@ -25,6 +26,15 @@ def test_01_stage1_trains_scores_and_writes_pseudo_labels(tmp_path, monkeypatch)
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["target_sequence"] == "T1W"
     assert metrics["cyclegan_iterations"] == 10 and metrics["stage1_iterations"] == 10  # smoke: 2 x 5, 10
+    # one refinement round (cyclegan.refine_rounds): 5 iterations warm-started from round 1's model
+    assert metrics["refine_rounds"] == 1 and metrics["refine_iterations"] == [5]
+    round2 = json.loads((folder / "stage1_round2" / "run.json").read_text())
+    assert round2["organ_targets"] and all(0 <= v <= 255 for v in round2["organ_targets"].values())
+    round2_params = yaml.safe_load((folder / "stage1_round2" / "params.yaml").read_text())
+    assert round2_params["train"]["init_from"].startswith(str(folder / "stage1"))  # warm start: round 1
+    assert len(list((folder / "pseudo_labels_round1").glob("*.nii.gz"))) == 3
+    assert set(metrics["pseudo_label_true_dsc_rounds"]) == {"1", "2"}
+    assert metrics["pseudo_label_true_dsc"] == metrics["pseudo_label_true_dsc_rounds"]["2"]
     # one validation case per sequence on the phantom, each named with its sequence
     seqs = [row["sequence"] for row in metrics["val_per_case"]]
     assert len(seqs) == 3 and set(seqs) <= {"T1W", "EAP", "PVP", "DP", "T2W", "DWI", "IP", "OP"}

@@ -12,7 +12,7 @@ Arrays are (z, y, x); spacings in mm.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,10 @@ def translate_to_fake_mr(
     ct_input: str = "window",
     device: str | torch.device | None = None,
     progress: bool = False,
+    organ_targets: Mapping[int, float] | None = None,
+    refine_erode: int = 1,
+    mr_scaling: str = "percentile",
+    mr_percentiles: Sequence[float] = (0.5, 99.5),
 ) -> list[TrainVolume]:
     """Translate CT volumes (0..255, with labels) into z-scored fake MR volumes with the same labels.
 
@@ -166,7 +170,11 @@ def translate_to_fake_mr(
     (``patch_zyx = (1, Y, X)``): every slice once. ``background="zero"``: the CT's air is
     cleared first (:func:`clear_ct_air`, as the CycleGAN saw it in training) and the fake is 0
     outside the CT's body mask (:func:`zero_outside_body`) before it is z-scored. ``ct_input``:
-    ``cyclegan.ct_input`` (:func:`generator_input`).
+    ``cyclegan.ct_input`` (:func:`generator_input`). ``organ_targets`` (organ id -> brightness on
+    0..255; :func:`flarelib.train.organ_refine.organ_targets`): the fake is scaled to 0..255 by
+    ``mr_scaling`` / ``mr_percentiles`` (the CycleGAN's MR domain) and each organ of its label moved
+    to its target (:func:`~flarelib.train.organ_refine.refine_fake`, erosion ``refine_erode``)
+    before it is z-scored.
     """
     from tqdm.auto import tqdm
 
@@ -181,6 +189,12 @@ def translate_to_fake_mr(
             )
         ct = generator_input(vol.image, background, ct_input)
         fake = translate_volume(generator, ct, patch_zyx, overlap, blend=blend, device=device)
+        if organ_targets:
+            from flarelib.preprocess import mr_scale
+            from flarelib.train.organ_refine import refine_fake
+
+            fake255 = np.asarray(mr_scale(fake.astype(np.float32), mr_scaling, tuple(mr_percentiles)))
+            fake = refine_fake(fake255, vol.label, organ_targets, erode=refine_erode)
         if background == "zero":
             fake = zero_outside_body(fake, vol.image)
         out.append(

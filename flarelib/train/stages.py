@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,9 @@ def stage_params(params: Params, stage: str) -> Params:
     return dataclasses.replace(params, train=train)
 
 
-def training_hash(params: Params, stage: str) -> str:
-    """Hash of everything that determines what a stage trains (not logging/worker settings)."""
+def training_hash(params: Params, stage: str, organ_targets: Mapping[int, float] | None = None) -> str:
+    """Hash of everything that determines what a stage trains (not logging/worker settings);
+    ``organ_targets``: those of a stage-1 refinement round (:mod:`.organ_refine`)."""
     d = params_to_dict(params)
     for (section, key), neutral in _HASH_NEUTRAL.items():
         if d[section].get(key) == neutral:
@@ -169,14 +170,16 @@ def training_hash(params: Params, stage: str) -> str:
     }
     if "train_seed" in d["run"]:  # set (not None): the data keep run.seed
         keep["train_seed"] = d["run"]["train_seed"]
-    if stage == "cyclegan":
-        keep["cyclegan"] = d["cyclegan"]
+    if stage == "cyclegan":  # the refinement of its fakes (refine_*) happens after it
+        keep["cyclegan"] = {k: v for k, v in d["cyclegan"].items() if not k.startswith("refine_")}
         if "configuration" in d["unet"]:  # the run's 3d/2d switch builds the CycleGAN too
             keep["configuration"] = d["unet"]["configuration"]
     else:
         keep.update(unet=d["unet"], train=train)
     if stage == FAKE_MR_STAGE:  # its labelled data is what the CycleGAN makes
         keep["cyclegan"] = d["cyclegan"]
+    if organ_targets:  # ... moved to these organ brightnesses (a refinement round)
+        keep["organ_targets"] = {str(k): round(float(v), 3) for k, v in sorted(organ_targets.items())}
     return params_hash({"stage": stage, **keep})
 
 
@@ -293,6 +296,7 @@ def _loop_config(
     restart: bool,
     device: str | None,
     progress: bool,
+    organ_targets: Mapping[int, float] | None = None,
 ) -> LoopConfig:
     t = params.train
     return LoopConfig(
@@ -300,7 +304,7 @@ def _loop_config(
         out_dir=out_dir,
         iterations=iterations,
         seed=stage_seed(training_seed(params), stage),
-        params_hash=training_hash(params, stage),
+        params_hash=training_hash(params, stage, organ_targets),
         checkpoint_every=t.checkpoint_every,
         validate_every=t.validate_every,
         log_every=t.log_every,
@@ -363,9 +367,11 @@ def train_segmentation(
     device: str | None = None,
     progress: bool = True,
     dist_info: DistInfo | None = None,
+    organ_targets: Mapping[int, float] | None = None,
 ) -> LoopResult:
     """Train a Mean Teacher (or supervised, ``train.mode``) U-Net on the given volumes; returns the
-    :class:`~flarelib.train.loop.LoopResult`.
+    :class:`~flarelib.train.loop.LoopResult`. ``organ_targets``: those the labelled fakes were
+    refined to (a stage-1 refinement round), part of the checkpoint's training hash.
 
     ``unet.configuration`` 2d trains on one-slice patches (``train.patch_zyx`` z = 1, validated
     with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes of
@@ -423,6 +429,7 @@ def train_segmentation(
         restart=restart,
         device=device,
         progress=progress and info.is_main,
+        organ_targets=organ_targets,
     )
     validate = segmentation_validator(params, validation) if validation else None
     return train(system, batches, cfg, validate, dist_info=info)
@@ -517,10 +524,13 @@ def run_stage(
     device: str | None = None,
     progress: bool = True,
     cyclegan: str | Path | None = None,
+    organ_targets: Mapping[int, float] | None = None,
 ) -> LoopResult:
     """Discover the data of ``params``, load it and train ``stage`` (see the module docstring).
 
-    ``cyclegan``: the CycleGAN checkpoint of stage ``stage1`` (default: the run's cyclegan stage)."""
+    ``cyclegan``: the CycleGAN checkpoint of stage ``stage1`` (default: the run's cyclegan stage);
+    ``organ_targets``: stage ``stage1``'s fakes refined organ by organ to these brightnesses
+    (:mod:`.organ_refine`; ``cyclegan.refine_rounds``)."""
     params = stage_params(params, stage)
     info = setup_distributed(device)
     out = Path(out_dir) if out_dir is not None else stage_dir(params.run.profile, params.run.name, stage)
@@ -545,7 +555,11 @@ def run_stage(
     labelled_cases = select_cases(cases, "labelled")
     unlabelled_cases = select_cases(cases, "unlabelled")
     if stage == FAKE_MR_STAGE:
-        labeled, translator = fake_mr_volumes(params, labelled_cases, cyclegan, info.device, show)
+        labeled, translator = fake_mr_volumes(
+            params, labelled_cases, cyclegan, info.device, show, organ_targets
+        )
+        if organ_targets:
+            extra["organ_targets"] = {int(k): float(v) for k, v in organ_targets.items()}
         if info.is_main:
             save_run_record(out, params, extra={**extra, "cyclegan": translator})
         unlabelled_cases = select_cases(cases, "unlabelled", sequence=params.cyclegan.target_sequence)
@@ -571,6 +585,7 @@ def run_stage(
         device=device,
         progress=progress,
         dist_info=info,
+        organ_targets=organ_targets,
     )
 
 
@@ -640,10 +655,16 @@ def _content_slab(array: np.ndarray, min_fraction: float = 0.05) -> np.ndarray:
 
 
 def fake_mr_volumes(
-    params: Params, cases: Sequence[Case], cyclegan: str | Path, device: torch.device, show: bool
+    params: Params,
+    cases: Sequence[Case],
+    cyclegan: str | Path,
+    device: torch.device,
+    show: bool,
+    organ_targets: Mapping[int, float] | None = None,
 ) -> tuple[list[TrainVolume], dict[str, Any]]:
     """Labelled CT cases as z-scored fake MR volumes with their CT labels (:mod:`.fake_mr`), and
-    the record of the CycleGAN checkpoint that made them."""
+    the record of the CycleGAN checkpoint that made them; ``organ_targets``: each organ moved to
+    that brightness first (:mod:`.organ_refine`)."""
     expect = training_hash(params, "cyclegan")
     generator, record = load_translator(cyclegan, params, device, expect_hash=expect)
     ct = load_train_volumes(
@@ -660,5 +681,9 @@ def fake_mr_volumes(
         ct_input=c.ct_input,
         device=device,
         progress=show,
+        organ_targets=organ_targets,
+        refine_erode=c.refine_erode,
+        mr_scaling=params.preprocess.mr_scaling,
+        mr_percentiles=params.preprocess.mr_percentiles,
     )
     return fake, record

@@ -12,6 +12,7 @@ same tiles as stage 1), the true MR, the label and the tissue map come on the sa
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,12 @@ def phantom_translation_table(
     sequence: str | None = None,
     root: Path | None = None,
     progress: bool = False,
+    organ_targets: Mapping[int, float] | None = None,
 ) -> pd.DataFrame:
     """One row per labelled CT case and input (``fake``: the generator's output; ``ct``: the CT as
-    it is) with the figures of :mod:`flarelib.evaluate.translation` and per-region errors.
+    it is; with ``organ_targets`` also ``refined``: the fake moved organ by organ to those
+    brightnesses, as a stage-1 refinement round trains on it, :mod:`flarelib.train.organ_refine`)
+    with the figures of :mod:`flarelib.evaluate.translation` and per-region errors.
 
     ``root``: the phantom's folder as ``params`` lays it out (default: the run's data, generated
     when missing)."""
@@ -113,8 +117,18 @@ def phantom_translation_table(
             )
         if c.fake_background == "zero":
             fake = zero_outside_body(fake, arr["ct"])
+        inputs = {"fake": fake, "ct": arr["ct"]}
+        if organ_targets:
+            from flarelib.preprocess import mr_scale
+            from flarelib.train.organ_refine import refine_fake
+
+            fake255 = np.asarray(mr_scale(fake, pre.mr_scaling, tuple(pre.mr_percentiles)))
+            refined = refine_fake(fake255, arr["label"], organ_targets, erode=c.refine_erode)
+            if c.fake_background == "zero":
+                refined = zero_outside_body(refined, arr["ct"])
+            inputs["refined"] = refined
         regions, body = truth_regions(arr)
-        for name, image in (("fake", fake), ("ct", arr["ct"])):
+        for name, image in inputs.items():
             fig = translation_figures(
                 image,
                 arr["true"],

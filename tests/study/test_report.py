@@ -104,7 +104,12 @@ def test_fig6_from_stage2_and_stage3_and_its_peak(outputs):
 
 
 def test_phantom_diagnostics_and_the_oracle_ceiling(outputs):
-    _write(outputs, "proposed", "01_stage1", {"pseudo_label_true_dsc": 0.3, "val_mean_dsc": 0.2})
+    _write(
+        outputs,
+        "proposed",
+        "01_stage1",
+        {"pseudo_label_true_dsc": 0.3, "val_mean_dsc": 0.2, "translation_refined_organ_mae": 25.0},
+    )
     _write(outputs, "proposed", "02_transfer", {"precision": 0.8, "recall": 0.4})
     _evaluated(outputs, "oracle_mr", 0.8)
     _evaluated(outputs, "proposed", 0.4)
@@ -112,6 +117,7 @@ def test_phantom_diagnostics_and_the_oracle_ceiling(outputs):
     values = dict(zip(d["quantity"], d["value"], strict=True))
     assert values["proposed: fraction of the ceiling"] == pytest.approx(0.5)
     assert any(q.startswith("kidney filter precision") and v == 0.8 for q, v in values.items())
+    assert values["stage 1: refined organ mae"] == 25.0
 
 
 def test_stage_status_marks_done_shared_failed(outputs):
@@ -239,6 +245,13 @@ def test_translation_evidence_phantom_pools_cases_and_reads_the_targets(outputs)
     assert table.loc["fake", "err_liver"] == pytest.approx(-20.0)
     assert table.loc["ct", "order_fraction"] == pytest.approx(0.5)
     assert "organ error 50.0" in line and "CT as it is 90.0" in line and "DSC 20.0" in line
+    assert "refined" not in line
+    # with a refinement round (cyclegan.refine_rounds) the refined fakes' figures follow
+    rows += ["a,refined,T1W,20,0.9,0.2,-5", "b,refined,T1W,30,0.8,0.3,-5"]
+    (folder / "translation.csv").write_text("\n".join(rows) + "\n")
+    table, line = report.translation_evidence(PROFILE, "phantom")
+    assert table.loc["refined", "organ_mae"] == pytest.approx(25.0)
+    assert "refined organ by organ from stage 1's pseudo-labels: 25.0, pairs 0.85" in line
 
 
 def test_translation_evidence_real_per_organ_and_when_missing(outputs):

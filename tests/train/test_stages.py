@@ -274,3 +274,18 @@ def test_content_slab_cuts_the_empty_slices_a_resampled_volume_has_outside_its_f
     assert np.array_equal(_content_slab(vol), vol[3:7])
     empty = np.zeros((5, 4, 4), np.float32)
     assert _content_slab(empty) is empty
+
+
+def test_refinement_keys_leave_the_cyclegan_alone_and_organ_targets_enter_the_stage_1_hash():
+    p = Params()
+    refine = dataclasses.replace(
+        p, cyclegan=dataclasses.replace(p.cyclegan, refine_rounds=2, refine_iterations=9)
+    )
+    # the CycleGAN trains before any refinement: its checkpoint stays current
+    assert training_hash(refine, "cyclegan") == training_hash(p, "cyclegan")
+    # stage 1 trains on what the rounds ask for; a round's organ targets are part of its data
+    assert training_hash(refine, "stage1") != training_hash(p, "stage1")
+    base = training_hash(p, "stage1")
+    assert training_hash(p, "stage1", {1: 120.0}) != base
+    assert training_hash(p, "stage1", {1: 120.0}) != training_hash(p, "stage1", {1: 121.0})
+    assert training_hash(p, "stage1", {}) == base
