@@ -40,7 +40,17 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "unet.pool_zyx": (1, None, True, True),
     **{f"cyclegan.{k}": (1, None, True, True) for k in ("ngf", "ndf", "n_layers", "epochs")},
     "cyclegan.iterations_per_epoch": (1, None, True, True),
-    **{f"cyclegan.{k}": (0, None, True, True) for k in ("n_blocks", "pool_size", "decay_start_epoch")},
+    **{
+        f"cyclegan.{k}": (0, None, True, True)
+        for k in (
+            "n_blocks",
+            "pool_size",
+            "decay_start_epoch",
+            "refine_rounds",
+            "refine_erode",
+            "refine_iterations",
+        )
+    },
     **{f"cyclegan.{k}": (0, None, True, True) for k in ("lambda_cycle", "lambda_identity")},
     "cyclegan.lr": (0, None, False, True),
     "cyclegan.betas": (0, 1, True, False),
