@@ -19,30 +19,24 @@ T1W pseudo-labels scored against the truth per organ (one stage-1 training per r
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
 from flarelib.data import discover, select_cases
 from flarelib.data.phantom import truth_label_path
 from flarelib.datasets import ensure_data
-from flarelib.evaluate.translation import translation_figures
 from flarelib.infer.pipeline import output_name
 from flarelib.io import read_image, read_label
 from flarelib.params_cli import add_params_arguments, params_from_args
-from flarelib.preprocess import mr_scale, prepare_case
-from flarelib.train.cyclegan import translate_volume
-from flarelib.train.fake_mr import generator_input, load_translator, zero_outside_body
-from flarelib.train.organ_refine import organ_targets, refine_fake
-from flarelib.train.translation_check import translation_arrays, truth_regions
+from flarelib.preprocess import prepare_case
+from flarelib.train.fake_mr import load_translator
+from flarelib.train.organ_refine import organ_targets
+from flarelib.train.translation_check import phantom_translation_table, summarise
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_params_arguments(ap)
     ap.add_argument("--stage-dir", required=True, type=Path, help="a finished 01_stage1 folder")
-    ap.add_argument("--erode", type=int, default=1)
-    ap.add_argument("--strength", type=float, default=1.0)
     ap.add_argument("--train", type=Path, metavar="OUT", help="train refinement rounds into OUT")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument(
@@ -82,42 +76,19 @@ def main() -> None:
         pseudo.append(a.label)
         true.append(b.label)
     targets = {
-        "pseudo": organ_targets(real, pseudo, erode=args.erode),
-        "true labels": organ_targets(real, true, erode=args.erode),
+        "pseudo": organ_targets(real, pseudo, erode=p.cyclegan.refine_erode),
+        "true labels": organ_targets(real, true, erode=p.cyclegan.refine_erode),
     }
     print(pd.DataFrame(targets).round(1).T.to_string())
     generator, _ = load_translator(args.stage_dir / "cyclegan" / "checkpoint.pt", p)
-    rows = []
-    for case in select_cases(cases, "labelled"):
-        arr = translation_arrays(p, root, case, seq)
-        with torch.no_grad():
-            fake = translate_volume(
-                generator,
-                generator_input(arr["ct"], c.fake_background, c.ct_input),
-                c.patch_zyx,
-                c.translate_overlap,
-                blend=c.translate_blend,
-            )
-        if c.fake_background == "zero":
-            fake = zero_outside_body(fake, arr["ct"])
-        fake255 = np.asarray(mr_scale(fake.astype(np.float32), pre.mr_scaling, tuple(pre.mr_percentiles)))
-        regions, body = truth_regions(arr)
-        inputs = {"CT as it is": arr["ct"], "fake": fake255}
-        for name, t in targets.items():
-            refined = refine_fake(fake255, arr["label"], t, erode=args.erode, strength=args.strength)
-            inputs[f"fake refined ({name})"] = zero_outside_body(refined, arr["ct"])
-        for name, image in inputs.items():
-            f = translation_figures(
-                image,
-                arr["true"],
-                regions,
-                body,
-                scaling=pre.mr_scaling,
-                percentiles=tuple(pre.mr_percentiles),
-            )
-            rows.append({"input": name, **f.as_row()})
-    table = pd.DataFrame(rows).groupby("input", sort=False).mean()
-    print(f"{len(rows) // len(inputs)} labelled CT vs their true {seq} (means over cases)")
+    parts = []
+    for name, t in targets.items():
+        part = phantom_translation_table(p, generator, sequence=seq, root=root, organ_targets=t)
+        if parts:  # the fake and the CT once
+            part = part[part["input"] == "refined"]
+        parts.append(part.replace({"input": {"refined": f"fake refined ({name})", "ct": "CT as it is"}}))
+    table = summarise(pd.concat(parts))
+    print(f"{len(parts[0]) // 3} labelled CT vs their true {seq} (means over cases)")
     print(table[["organ_mae", "order_fraction", "ssim_body"]].round(3).to_string())
     errs = table[[c for c in table.columns if c.startswith("err_")]]
     errs.columns = [c[4:] for c in errs.columns]
