@@ -13,7 +13,10 @@ ceiling: perfect pseudo-labels), with the per-organ error of each.
 ``--train OUT --rounds N``: then N refinement rounds as ``01_stage1`` would run them
 (:mod:`flarelib.study.refine_rounds`: targets from the previous round's pseudo-labels, the
 Mean Teacher warm-started from the previous model for ``cyclegan.refine_iterations``), each round's
-T1W pseudo-labels scored against the truth per organ (one stage-1 training per round, ~3-6 min).
+refined fakes and T1W pseudo-labels scored against the truth (one stage-1 training per round,
+~4-5 min). ``--start-model`` / ``--start-labels`` start from a later round (e.g. the stage's
+``stage1_round2/model_best.pt`` and ``pseudo_labels``); ``--control`` trains the same rounds on the
+unrefined fakes.
 """
 
 import argparse
@@ -115,6 +118,15 @@ def train_rounds(p, args, root: Path, mr_cases) -> None:
     labels = [start / output_name(c.image) for c in mr_cases]
     for r in range(2, args.rounds + 2):
         targets = None if args.control else stage1_organ_targets(p, mr_cases, labels)
+        if targets:
+            generator, _ = load_translator(args.stage_dir / "cyclegan" / "checkpoint.pt", p)
+            fig = summarise(phantom_translation_table(p, generator, root=root, organ_targets=targets))
+            ref = fig.loc["refined"]
+            print(
+                f"round {r}'s fakes, refined ({len(targets)} organ targets): organ error "
+                f"{ref['organ_mae']:.1f}, pairs in order {ref['order_fraction']:.3f}, "
+                f"SSIM {ref['ssim_body']:.3f}"
+            )
         t0 = time.perf_counter()
         out = args.train / f"stage1_round{r}"
         res = run_stage(
