@@ -44,6 +44,7 @@ from flarelib.io import read_image
 from flarelib.labels import SHORT_NAMES
 from flarelib.params_cli import add_params_arguments, params_from_args
 from flarelib.preprocess import prepare_case, zscore
+from flarelib.study.refine_rounds import best_model
 from flarelib.train.fake_mr import generator_input
 from flarelib.train.sampling import FAKE_MR, TrainVolume
 from flarelib.train.stages import fake_mr_volumes, load_train_volume, load_train_volumes, train_segmentation
@@ -111,8 +112,7 @@ def main() -> None:
         if args.inverted_ct:
             source = "the inverted CT"
         print(f"Mean Teacher on {source}: {res.iteration} iterations in {time.perf_counter() - t0:.0f} s")
-        best = args.out / "stage1" / "model_best.pt"
-        model = best if best.is_file() else args.out / "stage1" / "checkpoint.pt"
+        model = best_model(args.out / "stage1")
     predictor = CasePredictor.from_checkpoint(model, params=p)
     results = predict_paths(
         predictor, [c.image for c in mr_cases], args.out / "pseudo_labels", progress=False
