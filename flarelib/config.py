@@ -212,6 +212,10 @@ class TrainParams:
     intensity_aug: Literal["none", "randconv", "gin", "synth"] = "none"  # CT + fake MR (intensity_aug.py)
     # stage 1's own (its fake MR and CT); inherit: intensity_aug. Resolved by stages.stage_params
     stage1_intensity_aug: Literal["inherit", "none", "randconv", "gin", "synth"] = "inherit"
+    # stage 1's foreground oversampling, unlabelled batch and iterations (its first round); None / 0: inherit
+    stage1_foreground_oversample: float | None = None
+    stage1_batch_unlabeled: int | None = None
+    stage1_iterations: int = 0
     grad_clip: float = 12.0
     amp: bool = True  # CUDA only: fp16 autocast + gradient scaling
     cpu_precision: Literal["fp32", "bf16", "auto"] = "fp32"  # CPU; auto: bf16 where the CPU computes it
@@ -661,6 +665,9 @@ LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
     ("cyclegan", "refine_erode"): 1,
     ("cyclegan", "refine_iterations"): 0,
     ("train", "stage1_intensity_aug"): "inherit",
+    ("train", "stage1_foreground_oversample"): None,
+    ("train", "stage1_batch_unlabeled"): None,
+    ("train", "stage1_iterations"): 0,
 }
 
 

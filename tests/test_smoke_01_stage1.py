@@ -25,13 +25,18 @@ def test_01_stage1_trains_scores_and_writes_pseudo_labels(tmp_path, monkeypatch)
     folder = result.folder
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["target_sequence"] == "T1W"
-    assert metrics["cyclegan_iterations"] == 10 and metrics["stage1_iterations"] == 10  # smoke: 2 x 5, 10
+    assert metrics["cyclegan_iterations"] == 10  # smoke: 2 epochs x 5
+    # stage 1's own settings (train.stage1_*): 12 iterations, not train.iterations' 10
+    assert metrics["stage1_iterations"] == 12
+    round1_params = yaml.safe_load((folder / "stage1" / "params.yaml").read_text())["train"]
+    assert (round1_params["foreground_oversample"], round1_params["batch_unlabeled"]) == (1.0, 1)
     # one refinement round (cyclegan.refine_rounds): 5 iterations warm-started from round 1's model
     assert metrics["refine_rounds"] == 1 and metrics["refine_iterations"] == [5]
     round2 = json.loads((folder / "stage1_round2" / "run.json").read_text())
     assert round2["organ_targets"] and all(0 <= v <= 255 for v in round2["organ_targets"].values())
     round2_params = yaml.safe_load((folder / "stage1_round2" / "params.yaml").read_text())
     assert round2_params["train"]["init_from"].startswith(str(folder / "stage1"))  # warm start: round 1
+    assert round2_params["train"]["iterations"] == 5 and round2_params["train"]["foreground_oversample"] == 1.0
     assert len(list((folder / "pseudo_labels_round1").glob("*.nii.gz"))) == 3
     assert set(metrics["pseudo_label_true_dsc_rounds"]) == {"1", "2"}
     assert metrics["pseudo_label_true_dsc"] == metrics["pseudo_label_true_dsc_rounds"]["2"]

@@ -62,7 +62,13 @@ SAME_AS = "SAME_AS"  # a run's stage folder that points at another run's identic
 
 #: Params only stage 1 reads (a whole section, or one key of it): left out of the stage keys of
 #: runs without stage 1, so a CycleGAN setting does not make Table 5's baseline run again.
-STAGE1_ONLY: tuple[str, ...] = ("cyclegan", "train.stage1_intensity_aug")
+STAGE1_ONLY: tuple[str, ...] = (
+    "cyclegan",
+    "train.stage1_intensity_aug",
+    "train.stage1_foreground_oversample",
+    "train.stage1_batch_unlabeled",
+    "train.stage1_iterations",
+)
 
 #: Params sections no stage reads before the named one: left out of the keys of the stages before
 #: it (and of every stage of a run without it), so a run that differs from another in its anatomy

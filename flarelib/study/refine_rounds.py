@@ -16,6 +16,7 @@ in ``01_stage1/pseudo_labels_round<r>/``. The notebook ``01_stage1`` runs the ro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,10 +56,11 @@ def stage1_organ_targets(
 
 def round_params(params: Params, previous_model: str | Path) -> Params:
     """The params of a refinement round: warm start from ``previous_model``, for
-    ``cyclegan.refine_iterations`` (0: ``train.iterations``)."""
-    return with_training(
-        params, params.train.mode, init_from=str(previous_model), iterations=params.cyclegan.refine_iterations
-    )
+    ``cyclegan.refine_iterations`` (0: ``train.iterations``; ``train.stage1_iterations`` is the
+    first round's alone)."""
+    iterations = params.cyclegan.refine_iterations or params.train.iterations
+    rounds = dataclasses.replace(params, train=dataclasses.replace(params.train, stage1_iterations=0))
+    return with_training(rounds, params.train.mode, init_from=str(previous_model), iterations=iterations)
 
 
 def best_model(stage_dir: Path) -> Path:

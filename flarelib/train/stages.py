@@ -12,8 +12,8 @@ Stages:
   by the run's CycleGAN (``g_ab`` of ``outputs/<profile>/<run>/cyclegan/checkpoint.pt``, or
   ``--cyclegan CKPT``; :mod:`flarelib.train.fake_mr`), keeping the CT labels; unlabelled = the real
   MR of ``cyclegan.target_sequence``; validation = the labelled MR validation cases. Its
-  intensity randomisation is ``train.stage1_intensity_aug`` where that is not ``inherit``
-  (:func:`stage_params`).
+  intensity randomisation, foreground oversampling, unlabelled batch and iterations are
+  ``train.stage1_*`` where those do not inherit (:func:`stage_params`).
 * any other name (``mt_stage1``, ``baseline``, ...): the generic segmentation entry. Labelled =
   every CT case with a label (roles ``ct_labeled``, ``ct_pseudo``); unlabelled = every MR case
   without a label (``mr_lld``, ``mr_amos``, ``mr_unlabeled``); validation = the labelled MR
@@ -142,16 +142,33 @@ _HASH_NEUTRAL = {
 }
 
 
+#: Stage 1's own training settings: ``train.<key>`` -> (the ``train`` field it replaces for stage
+#: 1, the value that means "inherit").
+STAGE1_OVERRIDES: dict[str, tuple[str, Any]] = {
+    "stage1_intensity_aug": ("intensity_aug", "inherit"),
+    "stage1_foreground_oversample": ("foreground_oversample", None),
+    "stage1_batch_unlabeled": ("batch_unlabeled", None),
+    "stage1_iterations": ("iterations", 0),
+}
+
+
 def stage_params(params: Params, stage: str) -> Params:
-    """The params ``stage`` trains with: for stage 1 (:data:`FAKE_MR_STAGE`), ``train.intensity_aug``
-    becomes ``train.stage1_intensity_aug`` unless that is ``inherit``; other stages, and stage 1
-    without an override, get ``params`` itself. The result says ``inherit``, so its training hash
-    equals that of the same training asked for with ``train.intensity_aug`` directly."""
-    own = params.train.stage1_intensity_aug
-    if stage != FAKE_MR_STAGE or own == "inherit":
+    """The params ``stage`` trains with: for stage 1 (:data:`FAKE_MR_STAGE`), each
+    ``train.stage1_<key>`` of :data:`STAGE1_OVERRIDES` that does not say "inherit" replaces
+    ``train.<key>``; other stages, and stage 1 without an override, get ``params`` itself. The
+    result says "inherit" everywhere, so its training hash equals that of the same training asked
+    for with ``train.<key>`` directly."""
+    if stage != FAKE_MR_STAGE:
         return params
-    train = dataclasses.replace(params.train, intensity_aug=own, stage1_intensity_aug="inherit")
-    return dataclasses.replace(params, train=train)
+    changes: dict[str, Any] = {}
+    for own, (field, inherit) in STAGE1_OVERRIDES.items():
+        value = getattr(params.train, own)
+        if value != inherit:
+            changes[field] = value
+            changes[own] = inherit
+    if not changes:
+        return params
+    return dataclasses.replace(params, train=dataclasses.replace(params.train, **changes))
 
 
 def training_hash(params: Params, stage: str, organ_targets: Mapping[int, float] | None = None) -> str:
@@ -375,8 +392,8 @@ def train_segmentation(
 
     ``unet.configuration`` 2d trains on one-slice patches (``train.patch_zyx`` z = 1, validated
     with ``infer.window_zyx`` z = 1); ``train.intensity_aug`` remaps the labelled volumes of
-    CT and of CT translated to MR (:data:`~flarelib.train.sampling.REMAPPED_MODALITIES`); for stage 1,
-    ``train.stage1_intensity_aug`` where it is not ``inherit`` (:func:`stage_params`)."""
+    CT and of CT translated to MR (:data:`~flarelib.train.sampling.REMAPPED_MODALITIES`); stage 1
+    takes ``train.stage1_*`` where those do not inherit (:func:`stage_params`)."""
     params = stage_params(params, stage)
     t = params.train
     check_params(params, ("unet", "train", "infer"))

@@ -82,10 +82,13 @@ def test_stage_1_settings_are_in_the_keys_of_runs_with_stage_1_alone():
         p = _p(name)
         gan = dataclasses.replace(p, cyclegan=dataclasses.replace(p.cyclegan, lr=p.cyclegan.lr / 2))
         gin = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_intensity_aug="randconv"))
+        fg = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_foreground_oversample=0.9))
+        longer = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_iterations=7))
+        fewer = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_batch_unlabeled=1))
         for stage in stages_of(p)[1:]:
             changed = name == "proposed"
-            assert (stage_key(gan, stage) != stage_key(p, stage)) is changed, (name, stage)
-            assert (stage_key(gin, stage) != stage_key(p, stage)) is changed, (name, stage)
+            for other in (gan, gin, fg, longer, fewer):
+                assert (stage_key(other, stage) != stage_key(p, stage)) is changed, (name, stage)
         # settings every stage reads still count everywhere
         wider = dataclasses.replace(p, train=dataclasses.replace(p.train, lr=p.train.lr / 2))
         assert stage_key(wider, "03_stage2") != stage_key(p, "03_stage2")

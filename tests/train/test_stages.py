@@ -242,6 +242,41 @@ def test_stage1_intensity_aug_randomises_stage_1_alone_and_hashes_as_intensity_a
     assert stages.stage_params(inherit, "stage1") is inherit
 
 
+def test_stage1_oversampling_and_iterations_apply_to_stage_1_alone():
+    params = params_2d(iterations=3)
+    own = dataclasses.replace(
+        params,
+        train=dataclasses.replace(
+            params.train, stage1_foreground_oversample=1.0, stage1_batch_unlabeled=1, stage1_iterations=9
+        ),
+    )
+    resolved = stages.stage_params(own, "stage1")
+    assert resolved.train.foreground_oversample == 1.0 and resolved.train.iterations == 9
+    assert resolved.train.batch_unlabeled == 1 != params.train.batch_unlabeled
+    assert resolved.train.stage1_foreground_oversample is None and resolved.train.stage1_iterations == 0
+    assert resolved.train.stage1_batch_unlabeled is None
+    asked_directly = dataclasses.replace(
+        params,
+        train=dataclasses.replace(params.train, foreground_oversample=1.0, batch_unlabeled=1, iterations=9),
+    )
+    assert training_hash(resolved, "stage1") == training_hash(asked_directly, "stage1")
+    assert stages.stage_params(own, "mt2d") is own
+
+
+def test_a_refinement_round_trains_its_own_iterations_not_stage_1s(tmp_path):
+    from flarelib.study.refine_rounds import round_params
+
+    params = params_2d(iterations=3)
+    own = dataclasses.replace(
+        params,
+        train=dataclasses.replace(params.train, stage1_iterations=9),
+        cyclegan=dataclasses.replace(params.cyclegan, refine_iterations=4),
+    )
+    assert stages.stage_params(round_params(own, tmp_path / "m.pt"), "stage1").train.iterations == 4
+    inherit = dataclasses.replace(own, cyclegan=dataclasses.replace(own.cyclegan, refine_iterations=0))
+    assert stages.stage_params(round_params(inherit, tmp_path / "m.pt"), "stage1").train.iterations == 3
+
+
 def test_init_from_starts_both_networks_from_a_checkpoint_and_refuses_a_misfit(
     make_volume, tmp_path, monkeypatch
 ):
