@@ -36,7 +36,7 @@ def test_01_stage1_trains_scores_and_writes_pseudo_labels(tmp_path, monkeypatch)
     assert round2["organ_targets"] and all(0 <= v <= 255 for v in round2["organ_targets"].values())
     round2_params = yaml.safe_load((folder / "stage1_round2" / "params.yaml").read_text())
     assert round2_params["train"]["init_from"].startswith(str(folder / "stage1"))  # warm start: round 1
-    assert round2_params["train"]["iterations"] == 5 and round2_params["train"]["foreground_oversample"] == 1.0
+    assert (round2_params["train"]["iterations"], round2_params["train"]["foreground_oversample"]) == (5, 1.0)
     assert len(list((folder / "pseudo_labels_round1").glob("*.nii.gz"))) == 3
     assert set(metrics["pseudo_label_true_dsc_rounds"]) == {"1", "2"}
     assert metrics["pseudo_label_true_dsc"] == metrics["pseudo_label_true_dsc_rounds"]["2"]

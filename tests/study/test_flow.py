@@ -84,7 +84,7 @@ def test_stage_1_settings_are_in_the_keys_of_runs_with_stage_1_alone():
         gin = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_intensity_aug="randconv"))
         fg = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_foreground_oversample=0.9))
         longer = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_iterations=7))
-        fewer = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_batch_unlabeled=1))
+        fewer = dataclasses.replace(p, train=dataclasses.replace(p.train, stage1_batch_unlabeled=3))
         for stage in stages_of(p)[1:]:
             changed = name == "proposed"
             for other in (gan, gin, fg, longer, fewer):
