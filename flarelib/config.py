@@ -655,6 +655,15 @@ def dump_params(params: Params, path: str | os.PathLike) -> Path:
     return atomic_write_text(Path(path), text)
 
 
+#: Stage 1's own training settings (resolved by :func:`flarelib.train.stages.stage_params`):
+#: ``train.<key>`` -> (the ``train`` field it replaces for stage 1, the value that means "inherit").
+STAGE1_OVERRIDES: dict[str, tuple[str, Any]] = {
+    "stage1_intensity_aug": ("intensity_aug", "inherit"),
+    "stage1_foreground_oversample": ("foreground_oversample", None),
+    "stage1_batch_unlabeled": ("batch_unlabeled", None),
+    "stage1_iterations": ("iterations", 0),
+}
+
 #: Keys added after results were first written, with the value that reproduces those results: at
 #: that value the training and stage hashes leave them out, so the results stay current.
 LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
@@ -664,10 +673,7 @@ LATE_KEYS_NEUTRAL: dict[tuple[str, str], Any] = {
     ("cyclegan", "refine_rounds"): 0,
     ("cyclegan", "refine_erode"): 1,
     ("cyclegan", "refine_iterations"): 0,
-    ("train", "stage1_intensity_aug"): "inherit",
-    ("train", "stage1_foreground_oversample"): None,
-    ("train", "stage1_batch_unlabeled"): None,
-    ("train", "stage1_iterations"): 0,
+    **{("train", key): inherit for key, (_, inherit) in STAGE1_OVERRIDES.items()},
 }
 
 

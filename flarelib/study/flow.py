@@ -29,7 +29,7 @@ import copy
 import json
 from pathlib import Path
 
-from flarelib.config import Params, drop_neutral_keys, params_hash, params_to_dict
+from flarelib.config import STAGE1_OVERRIDES, Params, drop_neutral_keys, params_hash, params_to_dict
 from flarelib.errors import FlareInputError
 from flarelib.paths import atomic_write_text, outputs_root, stage_dir
 
@@ -62,13 +62,7 @@ SAME_AS = "SAME_AS"  # a run's stage folder that points at another run's identic
 
 #: Params only stage 1 reads (a whole section, or one key of it): left out of the stage keys of
 #: runs without stage 1, so a CycleGAN setting does not make Table 5's baseline run again.
-STAGE1_ONLY: tuple[str, ...] = (
-    "cyclegan",
-    "train.stage1_intensity_aug",
-    "train.stage1_foreground_oversample",
-    "train.stage1_batch_unlabeled",
-    "train.stage1_iterations",
-)
+STAGE1_ONLY: tuple[str, ...] = ("cyclegan", *(f"train.{key}" for key in STAGE1_OVERRIDES))
 
 #: Params sections no stage reads before the named one: left out of the keys of the stages before
 #: it (and of every stage of a run without it), so a run that differs from another in its anatomy

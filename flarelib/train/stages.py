@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from flarelib.config import (
     LATE_KEYS_NEUTRAL,
+    STAGE1_OVERRIDES,
     Params,
     PreprocessParams,
     TrainParams,
@@ -139,16 +140,6 @@ _HASH_NEUTRAL = {
     ("train", "intensity_aug"): "none",
     ("train", "init_from"): None,
     **LATE_KEYS_NEUTRAL,
-}
-
-
-#: Stage 1's own training settings: ``train.<key>`` -> (the ``train`` field it replaces for stage
-#: 1, the value that means "inherit").
-STAGE1_OVERRIDES: dict[str, tuple[str, Any]] = {
-    "stage1_intensity_aug": ("intensity_aug", "inherit"),
-    "stage1_foreground_oversample": ("foreground_oversample", None),
-    "stage1_batch_unlabeled": ("batch_unlabeled", None),
-    "stage1_iterations": ("iterations", 0),
 }
 
 
